@@ -1,0 +1,19 @@
+"""Exceptions the library raises for bad input; the CLI turns them into one-line errors."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base class: a problem the user can fix, reported in one line."""
+
+
+class ConfigError(HarnessError):
+    """An invalid name, number or setting, detected before any work starts."""
+
+
+class CorpusError(HarnessError):
+    """The corpus cannot be fetched, verified or read."""
+
+
+class PluginError(HarnessError):
+    """A plugin is broken, or two plugins claim the same name."""

@@ -1,0 +1,192 @@
+"""The run directory: the one place results live, written so that nothing is lost.
+
+Layout of ``<root>/<run_id>/``::
+
+    manifest.json          settings, environment, plugins, status (rewritten atomically)
+    records.jsonl          one JSON line per finished combination, appended and fsynced
+    curves/<key>.csv       per-epoch curve of each combination (written before its record)
+    errors/<key>.txt       the traceback of a combination that failed
+    report.md              derived from the files above; can be regenerated at any time
+
+A record line torn by a kill is detected on reading and skipped with a warning. JSON never
+holds a bare NaN or Infinity: non-finite numbers are stored as null.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import secrets
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.names import safe_name
+
+RECORDS = "records.jsonl"
+MANIFEST = "manifest.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def finite(value: Any) -> Any:
+    """Replace non-finite floats (also inside lists and dicts) by None, for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def to_json(value: Any, **kwargs: Any) -> str:
+    return json.dumps(finite(value), allow_nan=False, ensure_ascii=False, **kwargs)
+
+
+def new_run_id(label: str = "") -> str:
+    """``YYYYmmdd-HHMMSS-xxxxxx``: sortable by time, unique without coordination."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    suffix = secrets.token_hex(3)
+    return f"{stamp}-{safe_name(label)}-{suffix}" if label else f"{stamp}-{suffix}"
+
+
+def check_writable(root: Path) -> None:
+    """Fail early (ConfigError) if run directories cannot be created under ``root``."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"output directory {root} is not writable ({error.strerror})") from None
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: Path, manifest: dict[str, Any], label: str = "") -> RunStore:
+        """Make a new, uniquely named run directory under ``root`` with its manifest."""
+        check_writable(root)
+        while True:
+            path = root / new_run_id(label)
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:  # same second and same random suffix: draw again
+                continue
+        store = cls(path)
+        store.write_manifest({**manifest, "run_id": path.name})
+        return store
+
+    @classmethod
+    def open(cls, path: Path) -> RunStore:
+        """An existing run directory; ConfigError if it is not one."""
+        if not (Path(path) / MANIFEST).is_file():
+            raise ConfigError(f"{path} is not a run directory (no {MANIFEST})")
+        return cls(path)
+
+    # manifest ---------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_atomic(self.path / MANIFEST, to_json(manifest, indent=2) + "\n")
+
+    def update_manifest(self, **changes: Any) -> None:
+        self.write_manifest({**self.manifest(), **changes})
+
+    # records ----------------------------------------------------------------------------
+    def append_record(
+        self,
+        record: dict[str, Any],
+        curve: Iterable[Mapping[str, Any]] = (),
+        traceback: str | None = None,
+    ) -> None:
+        """Make one finished combination durable: its curve and traceback first, then its
+        record line (appended, flushed and fsynced), so a record never points at nothing."""
+        key = safe_name(record["key"])
+        rows = [finite(dict(row)) for row in curve]
+        if rows:
+            write_atomic(self.path / "curves" / f"{key}.csv", _csv(rows))
+        if traceback:
+            write_atomic(self.path / "errors" / f"{key}.txt", traceback)
+        line = to_json(record) + "\n"
+        with open(self.path / RECORDS, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def records(self) -> list[dict[str, Any]]:
+        """All complete records; a torn or corrupt line is skipped with a warning. When a
+        combination was recorded twice (a resumed run), the last record wins."""
+        path = self.path / RECORDS
+        if not path.is_file():
+            return []
+        found: dict[str, dict[str, Any]] = {}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                key = record["key"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                warnings.warn(f"{path}:{number}: skipping a torn or corrupt record line",
+                              stacklevel=2)
+                continue
+            found[key] = record
+        return list(found.values())
+
+    def curve(self, key: str) -> list[dict[str, Any]]:
+        """The per-epoch curve of one combination (empty if none was stored)."""
+        path = self.path / "curves" / f"{safe_name(key)}.csv"
+        if not path.is_file():
+            return []
+        with open(path, encoding="utf-8", newline="") as handle:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write a derived file (e.g. ``report.md``) atomically inside the run directory."""
+        target = self.path / safe_name(name)
+        write_atomic(target, text)
+        return target
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _number(text: str | None) -> float | int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)

@@ -1,0 +1,61 @@
+"""d2l's text pipeline (§8.2): preprocessing, tokenisation and the vocabulary."""
+
+from __future__ import annotations
+
+import collections
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from harness.errors import CorpusError
+
+TOKENIZERS = ("char", "word")
+
+
+def read_lines(path: Path) -> list[str]:
+    """d2l's ``read_time_machine``: per line, non-letters -> one space, strip, lower-case.
+
+    Invalid UTF-8, an empty file, or a file with no letters at all is a CorpusError naming
+    the file.
+    """
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"{path}: not valid UTF-8 (byte {error.start})") from None
+    except OSError as error:
+        raise CorpusError(f"{path}: cannot read ({error.strerror})") from None
+    if not raw.strip():
+        raise CorpusError(f"{path}: the corpus is empty")
+    lines = [re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in raw.splitlines()]
+    if not any(lines):
+        raise CorpusError(f"{path}: the corpus has no letters left after preprocessing")
+    return lines
+
+
+def tokenize(lines: Iterable[str], token: str = "char") -> list[list[str]]:
+    """d2l's ``tokenize``: each line as a list of characters or of words."""
+    if token == "char":
+        return [list(line) for line in lines]
+    if token == "word":
+        return [line.split() for line in lines]
+    raise ValueError(f"unknown tokenizer {token!r}; choose from: {', '.join(TOKENIZERS)}")
+
+
+class Vocab:
+    """d2l's ``Vocab``: ``<unk>`` at index 0, then tokens by descending frequency (ties in
+    order of first appearance). Unknown tokens map to 0."""
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        counter = collections.Counter(tokens)
+        self.token_freqs = sorted(counter.items(), key=lambda item: item[1], reverse=True)
+        self.idx_to_token = ["<unk>"] + [token for token, _ in self.token_freqs]
+        self.token_to_idx = {token: idx for idx, token in enumerate(self.idx_to_token)}
+
+    def __len__(self) -> int:
+        return len(self.idx_to_token)
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        return [self.token_to_idx.get(token, 0) for token in tokens]
+
+    def decode(self, indices: Sequence[int], separator: str = "") -> str:
+        return separator.join(self.idx_to_token[i] for i in indices)

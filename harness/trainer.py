@@ -1,0 +1,186 @@
+"""Train one (model, sampler) combination: the seed's ``train_ch8`` loop, measured.
+
+Semantics are d2l's: mean cross-entropy over the minibatch, plain SGD, global-norm
+gradient clipping, perplexity = exp(mean loss per token) over an epoch, greedy samples.
+The trainer knows models and samplers only through :mod:`harness.contracts`: the sampler
+says whether state carries, the model makes and owns its state, and :func:`next_state` is
+the one place that resets or detaches it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from harness.contracts import LanguageModel, SamplerSpec, next_state
+from harness.device import synchronize
+from harness.recipe import Recipe
+from harness.tasks import Dataset
+from harness.text import tokenize
+
+
+@dataclass
+class EpochStats:
+    """One point of the training curve."""
+
+    epoch: int
+    train_ppl: float
+    tokens_per_sec: float
+    valid_ppl: float | None = None
+
+
+@dataclass
+class TrainResult:
+    """What training one combination produced. ``status`` is ``ok`` or ``diverged``."""
+
+    status: str
+    train_ppl: float | None
+    valid_ppl: float | None
+    tokens_per_sec: float | None
+    train_seconds: float
+    num_params: int
+    samples: dict[str, str] = field(default_factory=dict)
+    curve: list[EpochStats] = field(default_factory=list)
+    error: str | None = None
+
+
+def seed_everything(seed: int) -> random.Random:
+    """Seed torch and Python's ``random``; return the generator the sampler draws from."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return random.Random(seed)
+
+
+def clip_gradients(params: Iterable[Tensor], theta: float) -> None:
+    """d2l's ``grad_clipping``: scale all gradients by ``min(1, theta / ||g||)``, where
+    ``||g||`` is the norm of all gradients together. Done without a host sync."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    scale = (theta / norm).clamp(max=1.0)
+    for grad in grads:
+        grad.mul_(scale)
+
+
+def steady_rate(rates: list[float]) -> float:
+    """Steady-state tokens/sec: the median epoch after the first (warm-up) epoch."""
+    return statistics.median(rates[1:] if len(rates) > 1 else rates)
+
+
+def evaluation_batches(tokens: list[int], batch_size: int, num_steps: int):
+    """Sequential partitioning from offset 0: deterministic, every token scored once."""
+    n = ((len(tokens) - 1) // batch_size) * batch_size
+    Xs = torch.tensor(tokens[:n]).reshape(batch_size, -1)
+    Ys = torch.tensor(tokens[1: n + 1]).reshape(batch_size, -1)
+    for i in range(0, (Xs.shape[1] // num_steps) * num_steps, num_steps):
+        yield Xs[:, i: i + num_steps], Ys[:, i: i + num_steps]
+
+
+@torch.no_grad()
+def evaluate(
+    model: LanguageModel, tokens: list[int], recipe: Recipe, carries: bool, device: torch.device
+) -> float:
+    """Perplexity on held-out ``tokens``, with the same state rule as training."""
+    model.eval()
+    state, loss_sum, count = None, 0.0, 0
+    for X, Y in evaluation_batches(tokens, recipe.batch_size, recipe.num_steps):
+        state = next_state(model, state, carries, X.shape[0], device)
+        y = Y.T.reshape(-1).to(device)
+        logits, state = model(X.to(device), state)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        count += y.numel()
+    model.train()
+    return math.exp(loss_sum / count)
+
+
+@torch.no_grad()
+def predict(model: LanguageModel, prefix: str, num_preds: int, data: Dataset,
+            device: torch.device) -> str:
+    """d2l's ``predict_ch8``: warm the state up on ``prefix``, then ``num_preds`` greedy
+    steps, each fed the previous output."""
+    model.eval()
+    prefix_ids = data.vocab.encode(tokenize([prefix], data.tokenizer)[0])
+    state = model.begin_state(1, device)
+    outputs = [prefix_ids[0]]
+    for token in prefix_ids[1:]:
+        _, state = model(torch.tensor([[outputs[-1]]], device=device), state)
+        outputs.append(token)
+    for _ in range(num_preds):
+        logits, state = model(torch.tensor([[outputs[-1]]], device=device), state)
+        outputs.append(int(logits.argmax(dim=1).reshape(1)))
+    model.train()
+    return data.vocab.decode(outputs, data.separator)
+
+
+def train(
+    model: nn.Module,
+    sampler: SamplerSpec,
+    data: Dataset,
+    recipe: Recipe,
+    device: torch.device,
+    rng: random.Random,
+    *,
+    prefixes: tuple[str, ...] = ("time traveller", "traveller"),
+    num_preds: int = 50,
+    label: str = "",
+    quiet: bool = False,
+) -> TrainResult:
+    """Train ``model`` for ``recipe.epochs`` epochs and measure it.
+
+    A non-finite loss stops training at that step with status ``diverged``.
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    num_params = sum(p.numel() for p in params)
+    curve: list[EpochStats] = []
+    rates: list[float] = []
+    started = time.perf_counter()
+    bar = tqdm(range(recipe.epochs), desc=label, file=sys.stderr, leave=False,
+               disable=True if quiet else None, dynamic_ncols=True)
+    model.train()
+    for epoch in bar:
+        state, loss_sum, count = None, 0.0, 0
+        synchronize(device)
+        tick = time.perf_counter()
+        for X, Y in sampler.batches(data.train, recipe.batch_size, recipe.num_steps, rng):
+            state = next_state(model, state, sampler.carries_state, X.shape[0], device)
+            y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits
+            logits, state = model(X.to(device), state)
+            loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(params, recipe.clip)
+            optimizer.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                return TrainResult(
+                    "diverged", None, None, None, time.perf_counter() - started, num_params,
+                    curve=curve,
+                    error=f"non-finite loss ({value}) in epoch {epoch + 1}",
+                )
+            loss_sum += value * y.numel()
+            count += y.numel()
+        synchronize(device)
+        rates.append(count / (time.perf_counter() - tick))
+        point = EpochStats(epoch + 1, math.exp(loss_sum / count), rates[-1])
+        last = epoch + 1 == recipe.epochs
+        if data.valid and (last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0)):
+            point.valid_ppl = evaluate(model, data.valid, recipe, sampler.carries_state, device)
+        curve.append(point)
+        bar.set_postfix(ppl=f"{point.train_ppl:.2f}", refresh=False)
+    bar.close()
+    samples = {p: predict(model, p, num_preds, data, device) for p in prefixes}
+    return TrainResult(
+        "ok", curve[-1].train_ppl, curve[-1].valid_ppl, steady_rate(rates),
+        time.perf_counter() - started, num_params, samples, curve,
+    )

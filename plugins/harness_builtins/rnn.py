@@ -1,0 +1,94 @@
+"""The two RNNs of the seed: d2l §8.5 from scratch (``scratch``) and §8.6 concise (``nnrnn``).
+
+Both follow the model contract in :mod:`harness.contracts`: ``forward(X, state)`` takes
+token ids ``(B, T)`` and returns time-major logits ``(T * B, V)`` and the new state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from harness import hookimpl
+from harness.contracts import ModelSettings, ModelSpec
+
+
+class RNNScratch(nn.Module):
+    """d2l §8.5's ``RNNModelScratch`` with ``get_params``/``init_rnn_state``/``rnn``.
+
+    Parameters are d2l's: ``W_xh, W_hh, b_h, W_hq, b_q``, weights drawn from
+    N(0, 0.01^2), biases zero. The state is d2l's one-tuple ``(H,)``.
+
+    The input is one-hot by definition; ``one_hot(X) @ W_xh`` is computed as the row
+    lookup ``W_xh[X]`` (identical values and gradients, without the V-wide product), and
+    the input and output projections run once over all time steps instead of once per
+    step. Only ``H @ W_hh`` stays inside the time loop, where the recurrence puts it.
+    """
+
+    def __init__(self, vocab_size: int, num_hiddens: int, device: torch.device) -> None:
+        super().__init__()
+        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
+
+        def normal(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.randn(size=shape, device=device) * 0.01)
+
+        self.W_xh = normal(vocab_size, num_hiddens)
+        self.W_hh = normal(num_hiddens, num_hiddens)
+        self.b_h = nn.Parameter(torch.zeros(num_hiddens, device=device))
+        self.W_hq = normal(num_hiddens, vocab_size)
+        self.b_q = nn.Parameter(torch.zeros(vocab_size, device=device))
+
+    def begin_state(self, batch_size: int, device: torch.device) -> tuple[Tensor]:
+        return (torch.zeros((batch_size, self.num_hiddens), device=device),)
+
+    def forward(self, X: Tensor, state: tuple[Tensor]) -> tuple[Tensor, tuple[Tensor]]:
+        (H,) = state
+        # one_hot(X.T) @ W_xh + b_h for every step at once: (T, B, H)
+        inputs = F.embedding(X.T, self.W_xh) + self.b_h
+        hiddens = []
+        for x_proj in inputs:  # (B, H) per step
+            H = torch.tanh(torch.addmm(x_proj, H, self.W_hh))
+            hiddens.append(H)
+        outputs = torch.cat(hiddens, dim=0) @ self.W_hq + self.b_q  # (T * B, V)
+        return outputs, (H,)
+
+
+class TorchRNN(nn.Module):
+    """d2l §8.6's ``RNNModel``: a torch recurrent layer over one-hot input, then a linear
+    layer. ``layer`` is ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM`` (LSTM's state is a tuple)."""
+
+    def __init__(self, layer: nn.RNNBase, vocab_size: int) -> None:
+        super().__init__()
+        self.rnn, self.vocab_size = layer, vocab_size
+        self.num_hiddens = layer.hidden_size
+        self.linear = nn.Linear(self.num_hiddens, vocab_size)
+
+    def begin_state(self, batch_size: int, device: torch.device) -> Tensor | tuple[Tensor, Tensor]:
+        shape = (self.rnn.num_layers, batch_size, self.num_hiddens)
+        if isinstance(self.rnn, nn.LSTM):
+            return (torch.zeros(shape, device=device), torch.zeros(shape, device=device))
+        return torch.zeros(shape, device=device)
+
+    def forward(self, X: Tensor, state: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, object]:
+        inputs = F.one_hot(X.T.long(), self.vocab_size).to(torch.float32)  # (T, B, V)
+        Y, state = self.rnn(inputs, state)  # (T, B, H)
+        return self.linear(Y.reshape(-1, Y.shape[-1])), state
+
+
+def build_scratch(vocab_size: int, settings: ModelSettings, device: torch.device) -> nn.Module:
+    return RNNScratch(vocab_size, settings.num_hiddens, device)
+
+
+def build_nnrnn(vocab_size: int, settings: ModelSettings, device: torch.device) -> nn.Module:
+    layer = nn.RNN(vocab_size, settings.num_hiddens, num_layers=settings.num_layers,
+                   dropout=settings.dropout if settings.num_layers > 1 else 0.0)
+    return TorchRNN(layer, vocab_size).to(device)
+
+
+@hookimpl
+def register_models(register: Callable[[ModelSpec], None]) -> None:
+    register(ModelSpec("scratch", build_scratch, "RNN from scratch (d2l 8.5), tanh, one-hot input"))
+    register(ModelSpec("nnrnn", build_nnrnn, "torch nn.RNN + nn.Linear over one-hot input (d2l 8.6)"))

@@ -1,0 +1,48 @@
+"""Shared fixtures. Tests never see plugins installed in the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HARNESS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CORPUS = REPO.parent / "shared" / "data" / "timemachine.txt"
+TIMEMACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
+
+
+@pytest.fixture
+def timemachine() -> Path:
+    """The canonical corpus (../shared/data/timemachine.txt, as CI lays it out)."""
+    if not SHARED_CORPUS.is_file():
+        pytest.skip(f"canonical corpus not found at {SHARED_CORPUS}")
+    return SHARED_CORPUS
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    """A small corpus of our own: enough for a few minibatches of 4 x 5 tokens."""
+    text = "\n".join(
+        f"The Time Traveller, line {i}: a quick brown fox jumps over the lazy dog!"
+        for i in range(40)
+    )
+    path = tmp_path / "small.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_task(tmp_path: Path, small_corpus: Path) -> Path:
+    """A task file (no code) over the small corpus, with a tiny recipe."""
+    path = tmp_path / "small.toml"
+    path.write_text(
+        'name = "small"\ntokenizer = "char"\n[corpus]\npath = "small.txt"\n'
+        "[recipe]\nepochs = 3\nbatch_size = 4\nnum_steps = 5\nnum_hiddens = 16\n"
+        "max_tokens = 1500\nvalid_tokens = 300\neval_every = 1\n"
+        '[generate]\nprefixes = ["the time"]\nnum_preds = 10\n',
+        encoding="utf-8",
+    )
+    return path

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from harness.api import load_run, run
+from harness.errors import ConfigError
+from harness.plugins import load_registry
+
+
+def test_run_returns_the_table_that_load_run_reads_back(small_task: Path, tmp_path: Path) -> None:
+    result = run(models=["scratch"], samplers=["sequential", "random"], seeds=[0, 1],
+                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=2)
+    assert result.status == "complete"
+    assert list(zip(result.table.sampler, result.table.seed)) == [
+        ("random", 0), ("random", 1), ("sequential", 0), ("sequential", 1)]
+    assert (result.table["status"] == "ok").all()
+    loaded = load_run(result.path)
+    assert loaded.drop(columns="run_id").equals(result.table)
+
+
+def test_combinations_do_not_depend_on_order(small_task: Path, tmp_path: Path) -> None:
+    a = run(models=["scratch"], samplers=["random", "sequential"], task=str(small_task),
+            output_dir=tmp_path, quiet=True, epochs=2).table
+    b = run(models=["scratch"], samplers=["sequential"], task=str(small_task),
+            output_dir=tmp_path, quiet=True, epochs=2).table
+    assert a.loc[a.sampler == "sequential", "train_ppl"].item() == b["train_ppl"].item()
+
+
+def test_a_failing_model_is_recorded_and_the_rest_still_run(small_task: Path,
+                                                            tmp_path: Path) -> None:
+    from harness import hookimpl
+    from harness.contracts import ModelSpec
+
+    def broken(vocab_size, settings, device):
+        raise RuntimeError("no such layer")
+
+    class Broken:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec("broken", broken))
+
+    registry = load_registry(autoload=False, extra=[Broken()])
+    result = run(models=["broken", "scratch"], samplers=["sequential"], task=str(small_task),
+                 output_dir=tmp_path, quiet=True, registry=registry, epochs=1)
+    assert result.status == "partial"
+    status = dict(zip(result.table.model, result.table.status))
+    assert status == {"broken": "failed", "scratch": "ok"}
+    assert "no such layer" in (result.path / "errors" / "broken__sequential__seed0.txt").read_text()
+
+
+def test_bad_input_raises_before_any_run_directory(small_task: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        run(models=["nope"], task=str(small_task), output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

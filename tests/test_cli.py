@@ -1,0 +1,85 @@
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+
+FAST = ["--epochs", "2", "--hiddens", "16", "--max-tokens", "2000", "--valid-tokens", "1200",
+        "--eval-every", "1", "-q"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_run_prints_table_and_writes_run_directory(runner: CliRunner, timemachine: Path,
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = runner.invoke(main, ["run", "--models", "scratch,nnrnn", "--corpus",
+                                  str(timemachine), "-o", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| model") and "train_ppl" in lines[0]
+    assert len(lines) == 2 + 6  # header, rule, 2 models x 3 samplers
+    (run_dir,) = out.iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["settings"]["corpus"]["sha1"] == "090b5e7e70c295757f55df93cb0a180b9691891a"
+    assert manifest["settings"]["recipe"]["epochs"] == 2
+    assert manifest["environment"]["torch"] and manifest["environment"]["cpu"]
+    records = [json.loads(l) for l in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert {(r["model"], r["sampler"]) for r in records} == {
+        (m, s) for m in ("scratch", "nnrnn") for s in ("sequential", "random", "sequential-reset")}
+    assert all(r["status"] == "ok" and r["valid_ppl"] > 1 for r in records)
+    assert len(list((run_dir / "curves").iterdir())) == 6
+    report = (run_dir / "report.md").read_text()
+    for heading in ("## Settings", "## Environment", "## Results", "## Samples",
+                    "## Training curves"):
+        assert heading in report
+    assert "time traveller" in report
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--models", "scratch,nope"], "unknown model 'nope'; choose from: nnrnn, scratch"),
+    (["--samplers", "shuffled"], "unknown sampler 'shuffled'; choose from:"),
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--lr", "-1"], "lr must be a finite number > 0"),
+    (["--batch-size", "4000"], "needs at least"),
+    (["--device", "tpu"], "unknown device"),
+    (["--task", "nosuch"], "unknown task 'nosuch'"),
+    (["--seed", "a"], "--seed takes integers"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_run_directory(
+    runner: CliRunner, timemachine: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "results"
+    result = runner.invoke(main, ["run", "--corpus", str(timemachine), "-o", str(out),
+                                  *FAST, *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_corpus_file_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["run", "--corpus", str(tmp_path / "nope.txt"), *FAST])
+    assert result.exit_code == 2 and "corpus file not found" in result.output
+
+
+def test_plugins_lists_models_and_samplers_with_provenance(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["plugins"])
+    assert result.exit_code == 0
+    assert "scratch" in result.output and "sequential-reset" in result.output
+    assert "harness_builtins.rnn; rnn-harness" in result.output
+
+
+def test_python_m_harness_works() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "harness", "--version"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("harness, version")

@@ -1,0 +1,69 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.store import RunStore, check_writable, finite, to_json, write_atomic
+
+
+def make(tmp_path: Path) -> RunStore:
+    return RunStore.create(tmp_path / "results", {"status": "running"}, label="t/../x")
+
+
+def test_runs_get_distinct_directories_inside_the_root(tmp_path: Path) -> None:
+    a, b = make(tmp_path), make(tmp_path)
+    assert a.path != b.path
+    for store in (a, b):
+        assert store.path.parent == tmp_path / "results"
+        assert store.manifest()["run_id"] == store.path.name
+
+
+def test_records_are_appended_with_curves_and_tracebacks(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.append_record({"key": "m__s__seed0", "status": "ok", "train_ppl": 1.5},
+                        [{"epoch": 1, "train_ppl": 2.0, "valid_ppl": None}])
+    store.append_record({"key": "../evil", "status": "failed"}, traceback="Traceback ...")
+    assert [r["key"] for r in store.records()] == ["m__s__seed0", "../evil"]
+    assert store.curve("m__s__seed0") == [{"epoch": 1, "train_ppl": 2.0, "valid_ppl": None}]
+    assert (store.path / "errors" / "evil.txt").read_text() == "Traceback ..."
+    assert not (tmp_path / "results" / "evil.txt").exists()
+
+
+def test_non_finite_numbers_are_stored_as_null(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.append_record({"key": "k", "train_ppl": math.nan, "x": [math.inf]})
+    line = (store.path / "records.jsonl").read_text().strip()
+    assert json.loads(line) == {"key": "k", "train_ppl": None, "x": [None]}
+    assert "NaN" not in line and "Infinity" not in line
+    assert finite({"a": (1.0, -math.inf)}) == {"a": [1.0, None]}
+    assert to_json(math.nan) == "null"
+
+
+def test_a_torn_record_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.append_record({"key": "a", "status": "ok"})
+    with open(store.path / "records.jsonl", "a") as handle:
+        handle.write('{"key": "b", "sta')  # killed mid-write
+    with pytest.warns(UserWarning, match="torn"):
+        assert [r["key"] for r in store.records()] == ["a"]
+
+
+def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "f.txt"
+    write_atomic(target, "one")
+    write_atomic(target, "two")
+    assert target.read_text() == "two" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_unwritable_output_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="not writable"):
+        check_writable(blocker / "results")
+
+
+def test_open_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a run directory"):
+        RunStore.open(tmp_path)

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = PROJECT
 AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "harness_builtins.rnn",
+    "harness_builtins.gated",
     "harness_builtins.samplers",
 )
 

@@ -82,10 +82,18 @@ def build_scratch(vocab_size: int, settings: ModelSettings, device: torch.device
     return RNNScratch(vocab_size, settings.num_hiddens, device)
 
 
-def build_nnrnn(vocab_size: int, settings: ModelSettings, device: torch.device) -> nn.Module:
-    layer = nn.RNN(vocab_size, settings.num_hiddens, num_layers=settings.num_layers,
-                   dropout=settings.dropout if settings.num_layers > 1 else 0.0)
+def build_torch_rnn(layer_cls: type[nn.RNNBase], vocab_size: int, settings: ModelSettings,
+                    device: torch.device) -> TorchRNN:
+    """d2l's concise model around ``layer_cls`` (``nn.RNN``, ``nn.GRU`` or ``nn.LSTM``):
+    ``settings.num_layers`` stacked layers (§9.3), with dropout on the outputs of every layer
+    but the last (torch's rule, so it has no effect with one layer)."""
+    layer = layer_cls(vocab_size, settings.num_hiddens, num_layers=settings.num_layers,
+                      dropout=settings.dropout if settings.num_layers > 1 else 0.0)
     return TorchRNN(layer, vocab_size).to(device)
+
+
+def build_nnrnn(vocab_size: int, settings: ModelSettings, device: torch.device) -> nn.Module:
+    return build_torch_rnn(nn.RNN, vocab_size, settings, device)
 
 
 @hookimpl

@@ -1,0 +1,219 @@
+"""The gated RNNs of d2l chapter 9: GRU (§9.1) and LSTM (§9.2), from scratch and concise,
+and deep versions of both (§9.3).
+
+- ``scratch-gru`` / ``scratch-lstm``: d2l's ``get_params`` and ``gru`` / ``lstm`` functions
+  as modules. One layer holds d2l's parameters under d2l's names (``W_xz, W_hz, b_z, ...``;
+  weights drawn from N(0, 0.01^2) in d2l's order, biases zero); the output layer is
+  ``W_hq, b_q``. The state is d2l's: ``(H,)`` for the GRU, ``(H, C)`` for the LSTM.
+- ``gru`` / ``lstm``: torch ``nn.GRU`` / ``nn.LSTM`` over one-hot input, in the same
+  wrapper as ``nnrnn`` (:class:`harness_builtins.rnn.TorchRNN`).
+
+``--layers N`` stacks N layers for all four (d2l §9.3: layer ``l`` reads the hidden states
+of layer ``l - 1``), with ``--dropout`` on the outputs of every layer but the last, as torch
+does. For the scratch models the state of N layers is the layers' states one after the
+other: ``(H_1, ..., H_N)`` for the GRU and ``(H_1, C_1, ..., H_N, C_N)`` for the LSTM, which
+is exactly d2l's state when N is 1.
+
+Speed without changing the math: the input is one-hot, so ``one_hot(X) @ W_x?`` is the row
+lookup ``W_x?[X]``; the input projections of all gates and all steps are computed at once
+before the time loop (the gates' weights side by side), the hidden-to-hidden products of the
+gates that share an input are one product per step, and the output layer runs once after
+the loop. The tests check outputs and gradients against a transcription of d2l's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from harness import hookimpl
+from harness.contracts import ModelSettings, ModelSpec
+from harness_builtins.rnn import build_torch_rnn
+
+
+def _normal(*shape: int, device: torch.device) -> nn.Parameter:
+    """d2l's ``normal``: N(0, 0.01^2)."""
+    return nn.Parameter(torch.randn(size=shape, device=device) * 0.01)
+
+
+def _three(num_inputs: int, num_hiddens: int, device: torch.device
+           ) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
+    """d2l's ``three()``: one gate's input weights, hidden weights and (zero) bias."""
+    return (_normal(num_inputs, num_hiddens, device=device),
+            _normal(num_hiddens, num_hiddens, device=device),
+            nn.Parameter(torch.zeros(num_hiddens, device=device)))
+
+
+class ScratchLayer(nn.Module):
+    """One recurrent layer from scratch. Subclasses hold d2l's gate parameters and say
+    which input weights the gates have (:meth:`input_weights`) and how one layer runs over
+    all time steps (:meth:`forward`)."""
+
+    state_size = 1
+    """How many tensors the layer's state holds."""
+
+    def __init__(self, num_hiddens: int) -> None:
+        super().__init__()
+        self.num_hiddens = num_hiddens
+
+    def input_weights(self) -> tuple[Tensor, Tensor]:
+        """All gates' ``W_x?`` side by side ``(inputs, G * H)`` and their biases ``(G * H,)``."""
+        raise NotImplementedError
+
+    def project_tokens(self, X: Tensor) -> Tensor:
+        """``one_hot(X) @ W_x? + b_?`` for every gate, as a row lookup: ``(T, B, G * H)``."""
+        W, b = self.input_weights()
+        return F.embedding(X, W) + b
+
+    def project(self, inputs: Tensor) -> Tensor:
+        """``inputs @ W_x? + b_?`` for every gate and step of ``inputs`` ``(T, B, I)``."""
+        W, b = self.input_weights()
+        return inputs @ W + b
+
+    def begin_state(self, batch_size: int, device: torch.device) -> tuple[Tensor, ...]:
+        """d2l's ``init_gru_state`` / ``init_lstm_state``: zeros of shape ``(B, H)``."""
+        return tuple(torch.zeros((batch_size, self.num_hiddens), device=device)
+                     for _ in range(self.state_size))
+
+    def forward(self, projected: Tensor, state: tuple[Tensor, ...]
+                ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Run over ``projected`` ``(T, B, G * H)``; return the hidden states ``(T, B, H)``
+        and the new state."""
+        raise NotImplementedError
+
+
+class GRULayer(ScratchLayer):
+    """d2l §9.1's ``gru`` for one layer: update gate Z, reset gate R, candidate state."""
+
+    def __init__(self, num_inputs: int, num_hiddens: int, device: torch.device) -> None:
+        super().__init__(num_hiddens)
+        self.W_xz, self.W_hz, self.b_z = _three(num_inputs, num_hiddens, device)  # update gate
+        self.W_xr, self.W_hr, self.b_r = _three(num_inputs, num_hiddens, device)  # reset gate
+        self.W_xh, self.W_hh, self.b_h = _three(num_inputs, num_hiddens, device)  # candidate
+
+    def input_weights(self) -> tuple[Tensor, Tensor]:
+        return (torch.cat((self.W_xz, self.W_xr, self.W_xh), dim=1),
+                torch.cat((self.b_z, self.b_r, self.b_h)))
+
+    def forward(self, projected: Tensor, state: tuple[Tensor, ...]
+                ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        (H,) = state
+        n = self.num_hiddens
+        # unbind, not indexing: its backward stacks, where x[t] would scatter into zeros
+        x_zr, x_h = (x.unbind(0) for x in projected.split((2 * n, n), dim=-1))  # (B, 2H), (B, H)
+        W_hzr = torch.cat((self.W_hz, self.W_hr), dim=1)  # Z and R both read H: one product
+        hiddens = []
+        for x_zr_t, x_h_t in zip(x_zr, x_h):
+            Z, R = torch.sigmoid(torch.addmm(x_zr_t, H, W_hzr)).chunk(2, dim=1)
+            H_tilda = torch.tanh(torch.addmm(x_h_t, R * H, self.W_hh))
+            H = Z * H + (1 - Z) * H_tilda
+            hiddens.append(H)
+        return torch.stack(hiddens), (H,)
+
+
+class LSTMLayer(ScratchLayer):
+    """d2l §9.2's ``lstm`` for one layer: input, forget and output gates, memory cell C."""
+
+    state_size = 2
+
+    def __init__(self, num_inputs: int, num_hiddens: int, device: torch.device) -> None:
+        super().__init__(num_hiddens)
+        self.W_xi, self.W_hi, self.b_i = _three(num_inputs, num_hiddens, device)  # input gate
+        self.W_xf, self.W_hf, self.b_f = _three(num_inputs, num_hiddens, device)  # forget gate
+        self.W_xo, self.W_ho, self.b_o = _three(num_inputs, num_hiddens, device)  # output gate
+        self.W_xc, self.W_hc, self.b_c = _three(num_inputs, num_hiddens, device)  # candidate
+
+    def input_weights(self) -> tuple[Tensor, Tensor]:
+        return (torch.cat((self.W_xi, self.W_xf, self.W_xo, self.W_xc), dim=1),
+                torch.cat((self.b_i, self.b_f, self.b_o, self.b_c)))
+
+    def forward(self, projected: Tensor, state: tuple[Tensor, ...]
+                ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        H, C = state
+        n = self.num_hiddens
+        W_h = torch.cat((self.W_hi, self.W_hf, self.W_ho, self.W_hc), dim=1)  # all read H
+        hiddens = []
+        for x_t in projected:  # (B, 4H) per step
+            ifo, c = torch.addmm(x_t, H, W_h).split((3 * n, n), dim=1)
+            I, F_, O = torch.sigmoid(ifo).chunk(3, dim=1)
+            C_tilda = torch.tanh(c)
+            C = F_ * C + I * C_tilda
+            H = O * torch.tanh(C)
+            hiddens.append(H)
+        return torch.stack(hiddens), (H, C)
+
+
+class ScratchStack(nn.Module):
+    """d2l's ``RNNModelScratch`` around ``num_layers`` scratch layers (§9.3's deep RNN) and
+    the output layer ``W_hq, b_q``. With one layer it is d2l's GRU or LSTM model exactly.
+
+    The layers are created before ``W_hq``, so with one layer the random draws happen in
+    d2l's ``get_params`` order and a given seed gives d2l's initial values.
+    """
+
+    def __init__(self, layer: Callable[[int, int, torch.device], ScratchLayer],
+                 vocab_size: int, settings: ModelSettings, device: torch.device) -> None:
+        super().__init__()
+        self.vocab_size, self.num_hiddens = vocab_size, settings.num_hiddens
+        self.dropout = settings.dropout
+        self.layers = nn.ModuleList(
+            layer(vocab_size if i == 0 else settings.num_hiddens, settings.num_hiddens, device)
+            for i in range(settings.num_layers)
+        )
+        self.W_hq = _normal(settings.num_hiddens, vocab_size, device=device)
+        self.b_q = nn.Parameter(torch.zeros(vocab_size, device=device))
+
+    def begin_state(self, batch_size: int, device: torch.device) -> tuple[Tensor, ...]:
+        return tuple(s for layer in self.layers for s in layer.begin_state(batch_size, device))
+
+    def forward(self, X: Tensor, state: tuple[Tensor, ...]
+                ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        new_state: list[Tensor] = []
+        hiddens = X.T  # token ids (T, B) for the first layer
+        for i, layer in enumerate(self.layers):
+            if i == 0:
+                projected = layer.project_tokens(hiddens)
+            else:  # dropout between layers, as torch's nn.GRU / nn.LSTM
+                projected = layer.project(F.dropout(hiddens, self.dropout, self.training))
+            k = len(new_state)
+            hiddens, layer_state = layer(projected, state[k: k + layer.state_size])
+            new_state.extend(layer_state)
+        outputs = hiddens.reshape(-1, self.num_hiddens) @ self.W_hq + self.b_q  # (T * B, V)
+        return outputs, tuple(new_state)
+
+
+def build_scratch_gru(vocab_size: int, settings: ModelSettings, device: torch.device
+                      ) -> nn.Module:
+    return ScratchStack(GRULayer, vocab_size, settings, device)
+
+
+def build_scratch_lstm(vocab_size: int, settings: ModelSettings, device: torch.device
+                       ) -> nn.Module:
+    return ScratchStack(LSTMLayer, vocab_size, settings, device)
+
+
+def build_gru(vocab_size: int, settings: ModelSettings, device: torch.device) -> nn.Module:
+    return build_torch_rnn(nn.GRU, vocab_size, settings, device)
+
+
+def build_lstm(vocab_size: int, settings: ModelSettings, device: torch.device) -> nn.Module:
+    return build_torch_rnn(nn.LSTM, vocab_size, settings, device)
+
+
+MODELS = (
+    ModelSpec("scratch-gru", build_scratch_gru,
+              "GRU from scratch (d2l 9.1), one-hot input; --layers stacks them (9.3)"),
+    ModelSpec("scratch-lstm", build_scratch_lstm,
+              "LSTM from scratch (d2l 9.2), state (H, C); --layers stacks them (9.3)"),
+    ModelSpec("gru", build_gru, "torch nn.GRU + nn.Linear over one-hot input (d2l 9.1, 9.3)"),
+    ModelSpec("lstm", build_lstm, "torch nn.LSTM + nn.Linear over one-hot input (d2l 9.2, 9.3)"),
+)
+
+
+@hookimpl
+def register_models(register: Callable[[ModelSpec], None]) -> None:
+    for spec in MODELS:
+        register(spec)

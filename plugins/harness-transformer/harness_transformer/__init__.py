@@ -1,0 +1,26 @@
+"""harness-transformer: a small causal Transformer language model for rnn-harness.
+
+Installed, this module is found through its entry point in the ``rnn_harness`` group (see
+``pyproject.toml``) and registers the model ``transformer``. It uses only the harness's
+public plugin API: the ``hookimpl`` marker and :mod:`harness.contracts`. The model is in
+:mod:`harness_transformer.model`, whose docstring explains how a stateless model serves the
+contract's state (its state is its context window of token ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness import hookimpl
+from harness.contracts import ModelSpec
+from harness_transformer.model import CausalTransformer
+
+TRANSFORMER = ModelSpec(
+    "transformer", CausalTransformer,
+    "causal Transformer LM (GPT-style, learned positions); state: its context window",
+)
+
+
+@hookimpl
+def register_models(register: Callable[[ModelSpec], None]) -> None:
+    register(TRANSFORMER)

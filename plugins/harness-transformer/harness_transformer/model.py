@@ -1,0 +1,151 @@
+"""A small causal Transformer language model (GPT-style) under the harness's model contract.
+
+The contract (``harness.contracts.LanguageModel``) asks for ``begin_state(batch_size,
+device)`` and ``forward(X, state) -> (logits, state)``, with ``X`` token ids ``(B, T)`` and
+time-major logits ``(T * B, V)``. A Transformer has no recurrent state: all it needs to
+continue a sequence is the tokens before it. So its *state is its context window*: the last
+``max_len - 1`` token ids it has seen, a ``(B, S)`` integer tensor.
+
+- ``begin_state`` returns an empty ``(B, 0)`` tensor, so with the ``random`` and
+  ``sequential-reset`` samplers (fresh state every minibatch) the context is exactly the
+  minibatch's steps.
+- With ``sequential`` the state carries the previous minibatches' tokens, so the first
+  tokens of a minibatch see up to ``max_len - T`` tokens before it, as an RNN's carried
+  hidden state lets it see the past. Detaching an integer tensor changes nothing: no
+  gradient ever crosses a minibatch.
+- Greedy generation (``harness.trainer.predict``) feeds one token at a time with the state
+  the model returned, so each step attends over the prefix and what was generated so far.
+
+Positions are learned absolute embeddings numbered from the start of the window. A window
+longer than any trained on would reach untrained position embeddings, so the model records
+the longest window it was trained on (``trained_context``, saved in ``state_dict`` as extra
+state, much as BatchNorm keeps running statistics) and in eval mode looks back no further.
+
+Shapes in comments: B batch, T steps of ``X``, L = S + T tokens attended, C = width
+(``num_hiddens``), V vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from harness.contracts import ModelSettings
+
+MAX_LEN = 128
+"""Position embeddings, hence the most tokens one forward pass attends over."""
+
+HEAD_DIM = 64
+
+
+def num_heads(width: int) -> int:
+    """Heads of about ``HEAD_DIM`` channels each: the most heads, at most ``width //
+    HEAD_DIM``, that divide ``width`` (one head for narrow models)."""
+    for heads in range(max(width // HEAD_DIM, 1), 0, -1):
+        if width % heads == 0:
+            return heads
+    return 1
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which position ``i`` sees positions ``<= i`` only."""
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, L, C = x.shape
+        q, k, v = (t.view(B, L, self.heads, C // self.heads).transpose(1, 2)  # (B, h, L, C/h)
+                   for t in self.qkv(x).split(C, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, L, C)))
+
+
+class Block(nn.Module):
+    """A pre-norm Transformer block: causal attention, then a 4x-wide GELU MLP, each added
+    to the residual stream."""
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = CausalSelfAttention(width, heads, dropout)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
+                                 nn.Linear(4 * width, width), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class CausalTransformer(nn.Module):
+    """Token and position embeddings, ``num_layers`` blocks of width ``num_hiddens``,
+    ``dropout`` on embeddings, attention and residual branches; a final LayerNorm and a
+    linear layer to the vocabulary. Weights N(0, 0.02^2), biases zero (GPT-2's init)."""
+
+    def __init__(self, vocab_size: int, settings: ModelSettings, device: torch.device,
+                 max_len: int = MAX_LEN) -> None:
+        super().__init__()
+        if max_len < 2:
+            raise ValueError(f"max_len must be at least 2, got {max_len}")
+        width = settings.num_hiddens
+        heads = num_heads(width)
+        self.max_len = max_len
+        self.trained_context = 0
+        """The longest window (tokens attended) seen in training; 0 before training."""
+        self.tok_emb = nn.Embedding(vocab_size, width)
+        self.pos_emb = nn.Embedding(max_len, width)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.blocks = nn.ModuleList(Block(width, heads, settings.dropout)
+                                    for _ in range(settings.num_layers))
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab_size)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
+        self.to(device)
+
+    def begin_state(self, batch_size: int, device: torch.device) -> Tensor:
+        """No tokens seen yet: an empty ``(B, 0)`` context."""
+        return torch.zeros((batch_size, 0), dtype=torch.long, device=device)
+
+    def window(self) -> int:
+        """How many tokens a forward pass may attend over: ``max_len`` in training; in eval
+        mode the longest window trained on (``max_len`` for an untrained model)."""
+        if self.training or not self.trained_context:
+            return self.max_len
+        return min(self.trained_context, self.max_len)
+
+    def forward(self, X: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        B, T = X.shape
+        if T > self.max_len:
+            raise ValueError(f"{T} steps per minibatch exceed the transformer's "
+                             f"{self.max_len} positions; use --steps {self.max_len} or fewer")
+        keep = max(self.window() - T, 0)  # context tokens that fit in front of X
+        tokens = torch.cat((state[:, max(state.shape[1] - keep, 0):], X), dim=1)  # (B, L)
+        L = tokens.shape[1]
+        if self.training:
+            self.trained_context = max(self.trained_context, L)
+        positions = torch.arange(L, device=tokens.device)
+        h = self.dropout(self.tok_emb(tokens) + self.pos_emb(positions))  # (B, L, C)
+        for block in self.blocks:
+            h = block(h)
+        h = self.ln_f(h[:, L - T:])  # (B, T, C): only X's positions are predicted
+        logits = self.head(h.transpose(0, 1).reshape(T * B, -1))  # time-major (T * B, V)
+        return logits, tokens[:, -(self.max_len - 1):]
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"trained_context": self.trained_context}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.trained_context = int(state["trained_context"])

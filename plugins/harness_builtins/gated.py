@@ -23,6 +23,7 @@ the loop. The tests check outputs and gradients against a transcription of d2l's
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
@@ -47,7 +48,7 @@ def _three(num_inputs: int, num_hiddens: int, device: torch.device
             nn.Parameter(torch.zeros(num_hiddens, device=device)))
 
 
-class ScratchLayer(nn.Module):
+class ScratchLayer(nn.Module, ABC):
     """One recurrent layer from scratch. Subclasses hold d2l's gate parameters and say
     which input weights the gates have (:meth:`input_weights`) and how one layer runs over
     all time steps (:meth:`forward`)."""
@@ -59,9 +60,9 @@ class ScratchLayer(nn.Module):
         super().__init__()
         self.num_hiddens = num_hiddens
 
+    @abstractmethod
     def input_weights(self) -> tuple[Tensor, Tensor]:
         """All gates' ``W_x?`` side by side ``(inputs, G * H)`` and their biases ``(G * H,)``."""
-        raise NotImplementedError
 
     def project_tokens(self, X: Tensor) -> Tensor:
         """``one_hot(X) @ W_x? + b_?`` for every gate, as a row lookup: ``(T, B, G * H)``."""
@@ -78,11 +79,11 @@ class ScratchLayer(nn.Module):
         return tuple(torch.zeros((batch_size, self.num_hiddens), device=device)
                      for _ in range(self.state_size))
 
+    @abstractmethod
     def forward(self, projected: Tensor, state: tuple[Tensor, ...]
                 ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Run over ``projected`` ``(T, B, G * H)``; return the hidden states ``(T, B, H)``
         and the new state."""
-        raise NotImplementedError
 
 
 class GRULayer(ScratchLayer):

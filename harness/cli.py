@@ -62,6 +62,8 @@ def main() -> None:
               help="Validation tokens after the training slice; 0 disables [default: 5000].")
 @click.option("--eval-every", type=int,
               help="Validate every N epochs (and after the last); 0: last only [default: 50].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
+              help="Matrix products in fp32, or bf16 with fp32 weights [default: fp32].")
 @click.option("--seed", "seeds", default="0", show_default=True,
               help="Random seed (comma-separated for several).")
 @click.option("--device", default="auto", show_default=True,

@@ -147,6 +147,8 @@ def train(
     bar = tqdm(range(recipe.epochs), desc=label, file=sys.stderr, leave=False,
                disable=True if quiet else None, dynamic_ncols=True)
     model.train()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=recipe.precision == "bf16")
     for epoch in bar:
         state, loss_sum, count = None, 0.0, 0
         synchronize(device)
@@ -154,7 +156,8 @@ def train(
         for X, Y in sampler.batches(data.train, recipe.batch_size, recipe.num_steps, rng):
             state = next_state(model, state, sampler.carries_state, X.shape[0], device)
             y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits
-            logits, state = model(X.to(device), state)
+            with autocast:
+                logits, state = model(X.to(device), state)
             loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

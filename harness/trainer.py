@@ -63,12 +63,11 @@ def seed_everything(seed: int) -> random.Random:
 
 def clip_gradients(params: Iterable[Tensor], theta: float) -> None:
     """d2l's ``grad_clipping``: scale all gradients by ``min(1, theta / ||g||)``, where
-    ``||g||`` is the norm of all gradients together. Done without a host sync."""
+    ``||g||`` is the norm of all gradients together. Two fused (foreach) kernels and no
+    host sync, where the seed runs two ops per parameter and reads the norm on the host."""
     grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    scale = (theta / norm).clamp(max=1.0)
-    for grad in grads:
-        grad.mul_(scale)
+    norm = torch.nn.utils.get_total_norm(grads)
+    torch._foreach_mul_(grads, (theta / norm).clamp(max=1.0))
 
 
 def steady_rate(rates: list[float]) -> float:

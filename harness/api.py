@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare import compare_runs
 from harness.environment import collect_environment
 from harness.executor import Executor, SerialExecutor
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Plan, make_plan
@@ -28,7 +29,7 @@ from harness.runner import Outcome, run_combination
 from harness.stats import aggregate
 from harness.store import RunStore, check_writable
 
-__all__ = ["RunResult", "execute", "load_run", "load_runs", "run", "summarize"]
+__all__ = ["RunResult", "compare_runs", "execute", "load_run", "load_runs", "run", "summarize"]
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:

@@ -46,9 +46,10 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str | list[str] = "g",
     shown = frame.copy()
     text_columns = [i for i, c in enumerate(shown.columns)
                     if not pd.api.types.is_numeric_dtype(shown[c])]
-    for i in text_columns:
-        shown.isetitem(i, pd.Series([_cell(v) for v in shown.iloc[:, i]], index=shown.index,
-                                    dtype=object))
+    for i in range(len(shown.columns)):
+        # Object cells, so that a missing number is None (tabulate prints NaN as "nan").
+        cells = [_cell(v) if i in text_columns else _missing(v) for v in shown.iloc[:, i]]
+        shown.isetitem(i, pd.Series(cells, index=shown.index, dtype=object))
     offset = 1 if index else 0  # tabulate counts the index as a column
     return shown.to_markdown(index=index, floatfmt=floatfmt, missingval="",
                              disable_numparse=[i + offset for i in text_columns])
@@ -93,8 +94,12 @@ def format_summary(summary: pd.DataFrame, fmt: str = "markdown") -> str:
     return render(summary, fmt, summary_display(summary))
 
 
+def _missing(value: object) -> object:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def _cell(value: object) -> object:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value) is None:
         return None
     if isinstance(value, Mapping):
         value = ", ".join(f"{k}={v}" for k, v in value.items())

@@ -27,6 +27,13 @@ def test_a_table_with_nasty_text_keeps_its_shape() -> None:
     assert all(line.count("|") == 3 for line in unescaped)
 
 
+def test_missing_numbers_are_empty_cells_and_numbers_keep_their_format() -> None:
+    frame = pd.DataFrame({"x": [1.0, math.nan], "y": [math.nan, math.nan]})
+    lines = markdown_table(frame, floatfmt=".3f").splitlines()
+    assert "nan" not in "".join(lines)
+    assert lines[2].split("|")[1].strip() == "1.000" and lines[3].split("|")[1].strip() == ""
+
+
 def test_numbers_in_text_cells_are_not_reformatted() -> None:
     table = markdown_table(pd.DataFrame({"text": ["1e5", "007"]}))
     assert "1e5" in table and "007" in table

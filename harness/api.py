@@ -1,10 +1,10 @@
 """The Python API: run a benchmark grid, or load finished runs, as pandas DataFrames.
 
->>> from harness.api import run, load_run, load_runs, summarize
+>>> from harness.api import run, load_run, load_runs, summarize_runs
 >>> result = run(models=["scratch"], samplers=["sequential"], epochs=5, quiet=True)
 >>> result.table[["model", "sampler", "train_ppl"]]           # doctest: +SKIP
 >>> load_run(result.path)                                      # the same, from disk
->>> summarize(load_runs([result.path]))                        # mean ± std per group
+>>> summarize_runs(load_runs([result.path]))                  # mean ± std per group
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from harness.runner import Outcome, run_combination
 from harness.stats import aggregate
 from harness.store import RunStore, check_writable
 
-__all__ = ["RunResult", "compare_runs", "execute", "load_run", "load_runs", "run", "summarize"]
+__all__ = ["RunResult", "compare_runs", "execute", "load_run", "load_runs", "run",
+           "summarize_runs"]
 
 
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+def summarize_runs(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-seed results (from :func:`load_run` or :func:`load_runs`) summarised per run and
     group: seeds recorded and ok, mean and sample std of each metric over ok seeds."""
     if "run_id" not in frame or frame.empty:

@@ -200,7 +200,9 @@ def _row(base: _Side | None, other: _Side | None, metric: str, run: RunInfo,
 
 
 def _sort_key(key: tuple) -> tuple:
-    return tuple((value is None, str(value)) for value in key)
+    """Missing values last, numbers by value, other values by text."""
+    return tuple((value is None, not isinstance(value, (int, float)),
+                  value if isinstance(value, (int, float)) else 0, str(value)) for value in key)
 
 
 def format_comparison(comparison: Comparison, fmt: str = "markdown") -> str:

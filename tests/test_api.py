@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.api import load_run, load_runs, run, summarize
+from harness.api import load_run, load_runs, run, summarize_runs
 from harness.errors import ConfigError
 from harness.plugins import load_registry
 from harness.results import results_frame
@@ -62,7 +62,7 @@ def test_load_runs_stacks_runs_one_row_per_seed_with_run_ids(small_task: Path,
              for _ in range(2)]
     frame = load_runs(paths)
     assert len(frame) == 4 and frame["run_id"].tolist() == [p.name for p in paths for _ in (0, 1)]
-    summary = summarize(frame)
+    summary = summarize_runs(frame)
     assert summary.columns[0] == "run_id" and summary["run_id"].tolist() == [p.name for p in paths]
     assert summary["n"].tolist() == [2, 2] and summary["n_ok"].tolist() == [2, 2]
     assert summary["train_ppl_mean"].iloc[0] == pytest.approx(frame["train_ppl"][:2].mean())
@@ -76,4 +76,4 @@ def test_per_record_settings_become_columns_after_the_sampler() -> None:
     ])
     assert list(frame.columns[:4]) == ["model", "sampler", "setting.lr", "seed"]
     assert frame["setting.lr"].tolist()[:2] == [0.5, 2.0]
-    assert len(summarize(frame)) == 3
+    assert len(summarize_runs(frame)) == 3

@@ -1,9 +1,10 @@
 """The Python API: run a benchmark grid, or load finished runs, as pandas DataFrames.
 
->>> from harness.api import run, load_run
+>>> from harness.api import run, load_run, load_runs, summarize_runs
 >>> result = run(models=["scratch"], samplers=["sequential"], epochs=5, quiet=True)
 >>> result.table[["model", "sampler", "train_ppl"]]           # doctest: +SKIP
 >>> load_run(result.path)                                      # the same, from disk
+>>> summarize_runs(load_runs([result.path]))                  # mean ± std per group
 """
 
 from __future__ import annotations
@@ -16,17 +17,31 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare import compare_runs
 from harness.environment import collect_environment
 from harness.executor import Executor, SerialExecutor
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Plan, make_plan
 from harness.plugins import load_registry
 from harness.registry import Registry
 from harness.report import write_report
-from harness.results import load_run, results_frame
+from harness.results import load_run, load_runs, results_frame
 from harness.runner import Outcome, run_combination
+from harness.stats import aggregate
 from harness.store import RunStore, check_writable
 
-__all__ = ["RunResult", "execute", "load_run", "run"]
+__all__ = ["RunResult", "compare_runs", "execute", "load_run", "load_runs", "run",
+           "summarize_runs"]
+
+
+def summarize_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed results (from :func:`load_run` or :func:`load_runs`) summarised per run and
+    group: seeds recorded and ok, mean and sample std of each metric over ok seeds."""
+    if "run_id" not in frame or frame.empty:
+        return aggregate(frame.drop(columns="run_id", errors="ignore"))
+    parts = [aggregate(rows).assign(run_id=run_id)
+             for run_id, rows in frame.groupby("run_id", sort=False)]
+    summary = pd.concat(parts, ignore_index=True)
+    return summary[["run_id", *summary.columns.drop("run_id")]]
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,15 @@ import click
 
 from harness import __version__
 from harness.api import execute
+from harness.compare import compare_runs, format_comparison
 from harness.errors import HarnessError
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, make_plan, split_names
 from harness.plugins import load_registry
-from harness.results import format_table
-from harness.store import check_writable
+from harness.report import write_report
+from harness.results import load_run
+from harness.stats import ALPHA, aggregate
+from harness.store import RunStore, check_writable
+from harness.tables import FORMATS, format_summary
 
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
@@ -27,11 +31,23 @@ class UsageError(click.ClickException):
     exit_code = EXIT_USAGE
 
 
-def _seeds(text: str) -> list[int]:
+def _seeds(text: str | None, repeats: int | None) -> list[int]:
+    """``--seed 0,1,2`` or ``--repeats N`` (seeds 0 to N-1); seed 0 when neither is given."""
+    if repeats is not None:
+        if text is not None:
+            raise UsageError("give --seed/--seeds or --repeats, not both")
+        if repeats < 1:
+            raise UsageError(f"--repeats must be a positive integer, got {repeats}")
+        return list(range(repeats))
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        return [int(s) for s in (text or "0").split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seed takes integers separated by commas, got {text!r}") from None
+
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="markdown", show_default=True,
+    help="How the table on stdout is written (progress and logs go to stderr).")
 
 
 @click.group()
@@ -64,19 +80,24 @@ def main() -> None:
               help="Validate every N epochs (and after the last); 0: last only [default: 50].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]),
               help="Matrix products in fp32, or bf16 with fp32 weights [default: fp32].")
-@click.option("--seed", "seeds", default="0", show_default=True,
-              help="Random seed (comma-separated for several).")
+@click.option("--seed", "--seeds", "seeds",
+              help="Random seeds, comma-separated; each combination runs once per seed "
+                   "[default: 0].")
+@click.option("--repeats", type=int, help="Run every combination with seeds 0 to N-1.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 @click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="Where run directories are created.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines on stderr.")
+@format_option
 def run(models: str | None, samplers: str | None, task: str, corpus: Path | None,
-        seeds: str, device: str, output_dir: Path, quiet: bool, **recipe: object) -> None:
+        seeds: str | None, repeats: int | None, device: str, output_dir: Path, quiet: bool,
+        fmt: str, **recipe: object) -> None:
     """Train every chosen model with every chosen sampler and report the results.
 
-    Prints the results table (Markdown) on stdout; writes a run directory with records,
-    curves and report.md. Exit codes: 0 all ok, 2 bad input, 3 some combinations failed.
+    Prints the results table (mean ± std over seeds, per model and sampler) on stdout;
+    writes a run directory with records, curves, charts and report.md. Exit codes: 0 all
+    ok, 2 bad input, 3 some combinations failed.
     """
     registry = load_registry()
     try:
@@ -84,14 +105,14 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
             registry,
             split_names(models, DEFAULT_MODELS, registry.models.names()),
             split_names(samplers, DEFAULT_SAMPLERS, registry.samplers.names()),
-            _seeds(seeds), task, recipe, corpus, device,
+            _seeds(seeds, repeats), task, recipe, corpus, device,
         )
         check_writable(output_dir)
     except HarnessError as error:
         raise UsageError(str(error)) from None
     command = shlex.join(["harness", *sys.argv[1:]])
     result = execute(plan, registry, output_dir, quiet=quiet, command=command)
-    click.echo(format_table(result.table))
+    click.echo(format_summary(aggregate(result.table), fmt))
     if not quiet:
         click.echo(f"report: {result.path / 'report.md'}", err=True)
     if result.status != "complete":
@@ -117,3 +138,44 @@ def plugins() -> None:
     for failure in registry.failures:
         click.echo(f"failed:  {failure.plugin} ({failure.distribution} {failure.version}): "
                    f"{failure.error}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@format_option
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the report's path on stderr.")
+def report(run_dir: Path, fmt: str, quiet: bool) -> None:
+    """Regenerate RUN's report.md and charts from its stored records; print its table.
+
+    Uses nothing but the run directory, and gives identical files when run again.
+    """
+    try:
+        store = RunStore.open(run_dir)
+    except HarnessError as error:
+        raise UsageError(str(error)) from None
+    path = write_report(store)
+    click.echo(format_summary(aggregate(load_run(store.path)), fmt))
+    if not quiet:
+        click.echo(f"report: {path}", err=True)
+
+
+@main.command()
+@click.argument("runs", metavar="RUN_A RUN_B [RUN...]", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True,
+              help="Compare runs even if their corpus or recipe differ (the table says so).")
+@click.option("--alpha", type=float, default=ALPHA, show_default=True,
+              help="Significance level of Welch's t-test verdicts.")
+@format_option
+def compare(runs: tuple[Path, ...], force: bool, alpha: float, fmt: str) -> None:
+    """Compare runs side by side, per model and sampler, against the first (the baseline).
+
+    Refuses runs with different corpora or recipes (exit 2, naming the differing
+    settings) unless --force. Changes are tested with Welch's t-test where both sides have
+    at least 3 ok seeds.
+    """
+    try:
+        comparison = compare_runs(list(runs), force=force, alpha=alpha)
+    except HarnessError as error:
+        raise UsageError(str(error)) from None
+    click.echo(format_comparison(comparison, fmt))

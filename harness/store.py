@@ -34,12 +34,15 @@ RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new, never half."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes) to ``path`` so that readers see the old file or the new,
+    never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    binary = isinstance(text, bytes)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with (os.fdopen(fd, "wb") if binary
+              else os.fdopen(fd, "w", encoding="utf-8", newline="")) as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -173,6 +176,19 @@ class RunStore:
         target = self.path / safe_name(name)
         write_atomic(target, text)
         return target
+
+    def write_files(self, folder: str, files: Mapping[str, bytes]) -> list[Path]:
+        """Replace the derived files in ``folder`` (e.g. ``plots``) by ``files`` (name to
+        content), each written atomically; files of the folder not named are removed."""
+        base = self.path / safe_name(folder)
+        targets = {base / safe_name(name): data for name, data in files.items()}
+        for target, data in targets.items():
+            write_atomic(target, data)
+        if base.is_dir():
+            for stale in base.iterdir():
+                if stale.is_file() and stale not in targets:
+                    stale.unlink()
+        return list(targets)
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

@@ -67,3 +67,12 @@ def test_unwritable_output_is_a_config_error(tmp_path: Path) -> None:
 def test_open_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a run directory"):
         RunStore.open(tmp_path)
+
+
+def test_derived_files_replace_the_folder_and_stay_inside_the_run(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.write_files("plots", {"a.png": b"\x89PNG one", "b.png": b"two"})
+    store.write_files("plots", {"a.png": b"\x89PNG three", "../c.png": b"four"})
+    assert sorted(p.name for p in (store.path / "plots").iterdir()) == ["a.png", "c.png"]
+    assert (store.path / "plots" / "a.png").read_bytes() == b"\x89PNG three"
+    assert not (store.path / "c.png").exists()

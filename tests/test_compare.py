@@ -169,3 +169,15 @@ def test_bad_input_is_a_config_error(tmp_path: Path) -> None:
         compare_runs([a, a], alpha=1.5)
     result = CliRunner().invoke(main, ["compare", str(a), str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not a run directory" in result.output
+
+
+def test_precision_is_an_execution_choice_not_a_refusal(tmp_path: Path) -> None:
+    a = make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}, recipe={"lr": 1.0,
+                                                                   "precision": "fp32"})
+    b = make_store(tmp_path, {("m", "s"): [("ok", 1.1, 1)]}, recipe={"lr": 1.0,
+                                                                   "precision": "bf16"})
+    assert compare_runs([a, b]).differences == ()
+    c = make_store(tmp_path, {("m", "s"): [("ok", 1.1, 1)]}, recipe={"lr": 2.0,
+                                                                   "precision": "bf16"})
+    with pytest.raises(IncomparableRuns, match="recipe.lr"):
+        compare_runs([a, c])

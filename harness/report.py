@@ -21,6 +21,7 @@ def render_report(store: RunStore) -> str:
     parts = [f"# Run {manifest.get('run_id', store.path.name)}", ""]
     parts += _settings(manifest)
     parts += ["## Results", "", _results(records), ""]
+    parts += _problems(records)
     parts += _samples(records)
     parts += _curves(store, records)
     return "\n".join(parts).rstrip() + "\n"
@@ -64,6 +65,21 @@ def _results(records: list[dict[str, Any]]) -> str:
     if not records:
         return "No combination has finished."
     return format_table(results_frame(records))
+
+
+def _problems(records: list[dict[str, Any]]) -> list[str]:
+    """The combinations that did not finish ok, with their errors (statuses in README)."""
+    bad = [r for r in records if r.get("status") != "ok"]
+    if not bad:
+        return []
+    rows = [{"model": r["model"], "sampler": r["sampler"], "seed": r["seed"],
+             "status": r["status"],
+             "error": " ".join(str(r.get("error") or "").split()).replace("|", "\\|")}
+            for r in bad]
+    return ["## Problems", "",
+            "Combinations that did not finish ok; they have no numbers to average. "
+            "Tracebacks (or how the process died) are in `errors/<key>.txt`.", "",
+            pd.DataFrame(rows).to_markdown(index=False), ""]
 
 
 def _samples(records: list[dict[str, Any]]) -> list[str]:

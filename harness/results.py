@@ -38,5 +38,6 @@ def load_run(path: str | Path) -> pd.DataFrame:
 def format_table(frame: pd.DataFrame) -> str:
     """The results table as Markdown (what ``harness run`` prints and report.md shows)."""
     shown = frame.drop(columns=[c for c in ("run_id",) if c in frame])
+    shown = shown.astype(object).where(shown.notna(), None)  # missing: blank, not "nan"
     formats = [FORMATS.get(column, "g") for column in shown.columns]
     return shown.to_markdown(index=False, floatfmt=formats, missingval="")

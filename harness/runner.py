@@ -124,6 +124,9 @@ class Job:
             if self.loader is None:
                 raise RuntimeError("a Job needs a registry or a loader")
             self.registry = self.loader()
+            # A fresh process: torch imports torch._dynamo on the first optimizer it builds
+            # (seconds). Pay that here, so no --timeout or first-epoch timing includes it.
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
         return self.registry
 
     def __call__(self, combo: Combination) -> Outcome:

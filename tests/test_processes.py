@@ -118,7 +118,7 @@ def test_crashing_and_hanging_plugins_cost_only_their_own_combination(
     result = run(models=["hangs", "exits", "segfaults", "oom-killed", "scratch"],
                  samplers=["sequential"], task=str(small_task), output_dir=tmp_path,
                  quiet=True, registry=crashers, epochs=1,
-                 executor=ProcessExecutor(jobs=2, timeout=15))
+                 executor=ProcessExecutor(jobs=2, timeout=8))
     assert result.status == "partial"
     assert statuses(result.table) == {"hangs": "timeout", "exits": "crashed",
                                       "segfaults": "crashed", "oom-killed": "crashed",
@@ -127,7 +127,7 @@ def test_crashing_and_hanging_plugins_cost_only_their_own_combination(
     assert "exited with code 3" in errors["exits"]
     assert "killed by SIGSEGV" in errors["segfaults"]
     assert "killed by SIGKILL" in errors["oom-killed"]
-    assert "--timeout 15" in errors["hangs"]
+    assert "--timeout 8" in errors["hangs"]
     lines = (result.path / "records.jsonl").read_text().splitlines()
     assert len(lines) == 5 and all(json.loads(line)["key"] for line in lines)
 

@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from harness.contracts import LanguageModel, SamplerSpec, next_state
 from harness.device import synchronize
+from harness.generate import complete
 from harness.recipe import Recipe
 from harness.tasks import Dataset
-from harness.text import tokenize
 
 
 @dataclass
@@ -52,6 +52,16 @@ class TrainResult:
     samples: dict[str, str] = field(default_factory=dict)
     curve: list[EpochStats] = field(default_factory=list)
     error: str | None = None
+
+
+MAX_LOSS = math.log(sys.float_info.max)
+"""The largest mean loss whose perplexity ``exp(loss)`` is a finite float (about 709.8).
+A loss above it is divergence as surely as a NaN: the perplexity is infinite."""
+
+
+def perplexity(mean_loss: float) -> float:
+    """``exp(mean_loss)``, infinite (not an OverflowError) when the loss is too large."""
+    return math.exp(mean_loss) if mean_loss <= MAX_LOSS else math.inf
 
 
 def seed_everything(seed: int) -> random.Random:
@@ -98,26 +108,15 @@ def evaluate(
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
         count += y.numel()
     model.train()
-    return math.exp(loss_sum / count)
+    return perplexity(loss_sum / count)
 
 
-@torch.no_grad()
 def predict(model: LanguageModel, prefix: str, num_preds: int, data: Dataset,
             device: torch.device) -> str:
     """d2l's ``predict_ch8``: warm the state up on ``prefix``, then ``num_preds`` greedy
     steps, each fed the previous output."""
-    model.eval()
-    prefix_ids = data.vocab.encode(tokenize([prefix], data.tokenizer)[0])
-    state = model.begin_state(1, device)
-    outputs = [prefix_ids[0]]
-    for token in prefix_ids[1:]:
-        _, state = model(torch.tensor([[outputs[-1]]], device=device), state)
-        outputs.append(token)
-    for _ in range(num_preds):
-        logits, state = model(torch.tensor([[outputs[-1]]], device=device), state)
-        outputs.append(int(logits.argmax(dim=1).reshape(1)))
-    model.train()
-    return data.vocab.decode(outputs, data.separator)
+    return complete(model, prefix, num_preds, data.vocab, data.tokenizer, data.separator,
+                    device)
 
 
 def train(
@@ -135,7 +134,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` for ``recipe.epochs`` epochs and measure it.
 
-    A non-finite loss stops training at that step with status ``diverged``.
+    A non-finite loss, or one too large for its perplexity to be a finite number, stops
+    training at that step with status ``diverged``.
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -152,7 +152,8 @@ def train(
         state, loss_sum, count = None, 0.0, 0
         synchronize(device)
         tick = time.perf_counter()
-        for X, Y in sampler.batches(data.train, recipe.batch_size, recipe.num_steps, rng):
+        batches = sampler.batches(data.train, recipe.batch_size, recipe.num_steps, rng)
+        for step, (X, Y) in enumerate(batches, 1):
             state = next_state(model, state, sampler.carries_state, X.shape[0], device)
             y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits
             with autocast:
@@ -163,18 +164,20 @@ def train(
             clip_gradients(params, recipe.clip)
             optimizer.step()
             value = loss.item()
-            if not math.isfinite(value):
+            if not value <= MAX_LOSS:  # NaN, inf, or an infinite perplexity
                 bar.close()
                 return TrainResult(
                     "diverged", None, None, None, time.perf_counter() - started, num_params,
                     curve=curve,
-                    error=f"non-finite loss ({value}) in epoch {epoch + 1}",
+                    error=f"non-finite loss ({value:g}) at step {step} of epoch {epoch + 1}"
+                    if not math.isfinite(value) else
+                    f"loss {value:g} at step {step} of epoch {epoch + 1}: perplexity overflows",
                 )
             loss_sum += value * y.numel()
             count += y.numel()
         synchronize(device)
         rates.append(count / (time.perf_counter() - tick))
-        point = EpochStats(epoch + 1, math.exp(loss_sum / count), rates[-1])
+        point = EpochStats(epoch + 1, perplexity(loss_sum / count), rates[-1])
         last = epoch + 1 == recipe.epochs
         if data.valid and (last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0)):
             point.valid_ppl = evaluate(model, data.valid, recipe, sampler.carries_state, device)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,16 @@ def small_task(tmp_path: Path) -> Path:
 def module_small_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small task file, shared by one test module (for runs that several tests read)."""
     return write_small_task(tmp_path_factory.mktemp("small-task"))
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on sys.path for fake installed distributions (fake_plugins.make_distribution);
+    worker processes see it too (spawn passes sys.path, subprocesses get PYTHONPATH)."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    for name in [m for m in sys.modules if m.startswith("fake_")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()

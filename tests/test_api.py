@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import hookimpl
 from harness.api import load_run, load_runs, run, summarize_runs
 from harness.errors import ConfigError
 from harness.plugins import load_registry
@@ -77,3 +78,39 @@ def test_per_record_settings_become_columns_after_the_sampler() -> None:
     assert list(frame.columns[:4]) == ["model", "sampler", "setting.lr", "seed"]
     assert frame["setting.lr"].tolist()[:2] == [0.5, 2.0]
     assert len(summarize_runs(frame)) == 3
+
+
+class Hostile:
+    """Names chosen to escape the run directory if they were used as paths."""
+
+    @hookimpl
+    def register_models(self, register):
+        from harness.contracts import ModelSpec
+        from harness_builtins.rnn import build_scratch
+
+        register(ModelSpec("../../../escaped-model", build_scratch))
+
+    @hookimpl
+    def register_samplers(self, register):
+        from harness.contracts import SamplerSpec
+        from harness_builtins.samplers import seq_data_iter_sequential
+
+        register(SamplerSpec("/tmp/../../escaped-sampler", seq_data_iter_sequential, True))
+
+
+def test_hostile_names_write_nothing_outside_the_run_directory(small_task: Path,
+                                                               tmp_path: Path) -> None:
+    task = tmp_path / "hostile.toml"
+    task.write_text(small_task.read_text().replace('name = "small"', 'name = "../../up"'))
+    before = set(tmp_path.rglob("*"))
+    registry = load_registry(autoload=False, extra=[Hostile()])
+    result = run(models=["../../../escaped-model"], samplers=["/tmp/../../escaped-sampler"],
+                 task=str(task), output_dir=tmp_path / "out", quiet=True, registry=registry,
+                 epochs=1, save_checkpoints=True)
+    assert result.status == "complete"
+    assert result.path.parent == tmp_path / "out"
+    written = set(tmp_path.rglob("*")) - before - {tmp_path / "out", result.path}
+    assert written and all(result.path in p.parents for p in written)
+    assert (result.path / "checkpoints" / "escaped-model__tmp_.._.._escaped-sampler__seed0.pt"
+            ).is_file()
+    assert not list(Path("/tmp").glob("escaped-*"))

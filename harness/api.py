@@ -1,32 +1,56 @@
 """The Python API: run a benchmark grid, or load finished runs, as pandas DataFrames.
 
->>> from harness.api import run, load_run
+>>> from harness.api import run, load_run, load_runs, summarize_runs
 >>> result = run(models=["scratch"], samplers=["sequential"], epochs=5, quiet=True)
 >>> result.table[["model", "sampler", "train_ppl"]]           # doctest: +SKIP
 >>> load_run(result.path)                                      # the same, from disk
+>>> summarize_runs(load_runs([result.path]))                  # mean ± std per group
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
+from harness.checkpoints import find_checkpoint, load_model, save_checkpoint, save_vocab
+from harness.device import resolve_device
+from harness.compare import compare_runs
 from harness.environment import collect_environment
+from harness.errors import ConfigError
 from harness.executor import Executor, SerialExecutor
-from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Plan, make_plan
+from harness.generate import complete
+from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Combination, Plan, make_plan
 from harness.plugins import load_registry
 from harness.registry import Registry
 from harness.report import write_report
-from harness.results import load_run, results_frame
-from harness.runner import Outcome, run_combination
+from harness.results import load_run, load_runs, results_frame
+from harness.resume import load_plan, plan_manifest, remaining
+from harness.runner import Job, Outcome
+from harness.signals import RunInterrupted, SignalGuard
+from harness.stats import aggregate
 from harness.store import RunStore, check_writable
 
-__all__ = ["RunResult", "execute", "load_run", "run"]
+__all__ = ["RunResult", "compare_runs", "execute", "load_run", "load_runs", "resume", "run",
+           "sample", "summarize_runs"]
+
+
+def summarize_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed results (from :func:`load_run` or :func:`load_runs`) summarised per run and
+    group: seeds recorded and ok, mean and sample std of each metric over ok seeds."""
+    if "run_id" not in frame or frame.empty:
+        return aggregate(frame.drop(columns="run_id", errors="ignore"))
+    parts = [aggregate(rows).assign(run_id=run_id)
+             for run_id, rows in frame.groupby("run_id", sort=False)]
+    summary = pd.concat(parts, ignore_index=True)
+    return summary[["run_id", *summary.columns.drop("run_id")]]
 
 
 @dataclass(frozen=True)
@@ -49,17 +73,21 @@ def run(
     quiet: bool = False,
     registry: Registry | None = None,
     command: str = "",
+    executor: Executor | None = None,
+    save_checkpoints: bool = False,
     **recipe: Any,
 ) -> RunResult:
     """Plan, train and record a grid; ``recipe`` overrides task defaults (epochs=..., lr=...).
 
     Bad input raises :class:`harness.errors.ConfigError` before any run directory exists.
+    ``executor``: serial by default, or e.g. ``ProcessExecutor(jobs=2, timeout=600)``.
     """
     registry = registry or load_registry()
     plan = make_plan(registry, list(models), list(samplers), list(seeds), task, recipe,
                      Path(corpus) if corpus else None, device)
     check_writable(Path(output_dir))
-    return execute(plan, registry, Path(output_dir), quiet=quiet, command=command)
+    return execute(plan, registry, Path(output_dir), executor, quiet, command,
+                   save_checkpoints)
 
 
 def execute(
@@ -69,34 +97,119 @@ def execute(
     executor: Executor | None = None,
     quiet: bool = False,
     command: str = "",
+    save_checkpoints: bool = False,
 ) -> RunResult:
-    """Run a validated plan into a new run directory under ``output_dir``."""
+    """Run a validated plan into a new run directory under ``output_dir``.
+
+    Ctrl-C or SIGTERM stops it: the manifest says ``interrupted``, what finished is on disk,
+    and :class:`harness.signals.RunInterrupted` (a ``KeyboardInterrupt`` that knows the
+    run directory) propagates; :func:`resume` finishes the run.
+    """
+    executor = executor or SerialExecutor()
+    job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
+    executor.check(job)
     manifest = {
         "status": "running",
         "command": command,
         "settings": plan.settings(),
         "environment": collect_environment(plan.device, registry),
+        "executor": executor.describe(),
+        "plan": plan_manifest(plan, save_checkpoints),
     }
     store = RunStore.create(output_dir, manifest, label=plan.task.name)
     if not quiet:
         print(f"run directory: {store.path}", file=sys.stderr)
+    with store.lock():
+        return _drive(store, plan, list(plan.combinations), job, executor, quiet)
+
+
+def resume(
+    path: str | Path,
+    registry: Registry | None = None,
+    executor: Executor | None = None,
+    quiet: bool = False,
+    command: str = "",
+    retry_failed: bool = False,
+) -> RunResult:
+    """Continue the run in ``path`` with the plan its manifest holds: run only the
+    combinations that have no record yet (with ``retry_failed``, also those that failed,
+    crashed or timed out). ConfigError if it is not a resumable run or is in use."""
+    store = RunStore.open(Path(path))
+    check_writable(store.path)
+    registry = registry or load_registry()
+    executor = executor or SerialExecutor()
+    manifest = store.manifest()
+    plan, save_checkpoints = load_plan(manifest, registry, store.path)
+    job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
+    executor.check(job)
+    with store.lock():
+        work = remaining(plan, store.records(), retry_failed)
+        resumed = manifest.get("resumed", []) + [{
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command, "combinations": len(work), "executor": executor.describe(),
+        }]
+        store.update_manifest(status="running", resumed=resumed)
+        if not quiet:
+            print(f"resuming {store.path}: {len(work)} of {len(plan.combinations)} "
+                  "combinations to run", file=sys.stderr)
+        return _drive(store, plan, work, job, executor, quiet)
+
+
+def _drive(store: RunStore, plan: Plan, work: list[Combination], job: Job,
+           executor: Executor, quiet: bool) -> RunResult:
+    """Run ``work`` into ``store`` (whose lock the caller holds) and set the final status."""
+    if job.save_checkpoints:
+        save_vocab(store, plan.dataset)
+    guard = SignalGuard()
 
     def sink(outcome: Outcome) -> None:
-        store.append_record(outcome.record, outcome.curve, outcome.traceback)
+        record = outcome.record
+        with guard.held():  # a signal waits until the record is whole on disk
+            if outcome.checkpoint is not None:
+                record["checkpoint"] = save_checkpoint(store, record["key"], outcome.checkpoint)
+            store.append_record(record, outcome.curve, outcome.traceback)
         if not quiet:
-            r = outcome.record
-            print(f"{r['model']}/{r['sampler']}/seed{r['seed']}: {r['status']}"
-                  + (f", train ppl {r['train_ppl']:.3f}" if r.get("train_ppl") else ""),
+            print(f"{record['model']}/{record['sampler']}/seed{record['seed']}: {record['status']}"
+                  + (f", train ppl {record['train_ppl']:.3f}" if record.get("train_ppl") else ""),
                   file=sys.stderr)
 
-    status = "interrupted"
+    status = "aborted"
     try:
-        (executor or SerialExecutor()).run(
-            plan.combinations, lambda c: run_combination(plan, c, registry, quiet), sink
-        )
-        failed = [r for r in store.records() if r["status"] != "ok"]
-        status = "partial" if failed else "complete"
+        with guard.installed():
+            executor.run(work, job, sink)
+        records = store.records()
+        done = {r["key"] for r in records if r["status"] == "ok"}
+        status = "complete" if all(c.key in done for c in plan.combinations) else "partial"
+    except KeyboardInterrupt as error:
+        status = "interrupted"
+        raise RunInterrupted(getattr(error, "signum", signal.SIGINT), store.path) from None
     finally:
         store.update_manifest(status=status)
         write_report(store)
-    return RunResult(store.path, results_frame(store.records()), status)
+    return RunResult(store.path, results_frame(records), status)
+
+
+def sample(
+    path: str | Path,
+    model: str,
+    prefix: str,
+    sampler: str | None = None,
+    seed: int | None = None,
+    length: int = 50,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    draw_seed: int | None = None,
+    device: str = "cpu",
+    registry: Registry | None = None,
+) -> str:
+    """Generate text from a checkpoint saved in run ``path`` (``--save-checkpoints``):
+    ``prefix`` and ``length`` more tokens, greedy unless ``temperature`` > 0."""
+    if length < 0 or temperature < 0 or (top_k is not None and top_k < 1):
+        raise ConfigError("length and temperature must be >= 0 and top-k >= 1")
+    checkpoint = find_checkpoint(RunStore.open(Path(path)), model, sampler, seed)
+    resolved = resolve_device(device)
+    net = load_model(checkpoint, registry or load_registry(), resolved)
+    generator = torch.Generator().manual_seed(draw_seed) if draw_seed is not None else None
+    return complete(net, prefix, length, checkpoint.vocab, checkpoint.tokenizer,
+                    checkpoint.separator, resolved, temperature=temperature, top_k=top_k,
+                    generator=generator)

@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from harness import __version__
-from harness.api import execute
+from harness.api import RunResult, execute
+from harness.api import resume as resume_run
+from harness.api import sample as sample_text
+from harness.compare import compare_runs, format_comparison
 from harness.errors import HarnessError
+from harness.executor import Executor, SerialExecutor
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, make_plan, split_names
 from harness.plugins import load_registry
-from harness.results import format_table
-from harness.store import check_writable
+from harness.processes import ProcessExecutor, WorkerError
+from harness.report import write_report
+from harness.results import load_run
+from harness.signals import RunInterrupted
+from harness.stats import ALPHA, aggregate
+from harness.store import RunStore, check_writable
+from harness.tables import FORMATS, format_summary
 
+EXIT_ERROR = 1
+"""The harness itself could not go on (e.g. a worker process cannot start)."""
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
-"""Some combinations failed or diverged; the others' results are in the run directory."""
+"""Some combinations failed, diverged, crashed or timed out; the others' results are in the
+run directory. Interrupted runs exit with 128 + the signal: 130 (Ctrl-C), 143 (SIGTERM)."""
+
+RESUME_OPTIONS = {"resume", "jobs", "timeout", "isolate", "quiet", "retry_failed"}
+"""What ``--resume`` may be combined with: how to run, never what to run."""
 
 
 class UsageError(click.ClickException):
@@ -27,11 +45,23 @@ class UsageError(click.ClickException):
     exit_code = EXIT_USAGE
 
 
-def _seeds(text: str) -> list[int]:
+def _seeds(text: str | None, repeats: int | None) -> list[int]:
+    """``--seed 0,1,2`` or ``--repeats N`` (seeds 0 to N-1); seed 0 when neither is given."""
+    if repeats is not None:
+        if text is not None:
+            raise UsageError("give --seed/--seeds or --repeats, not both")
+        if repeats < 1:
+            raise UsageError(f"--repeats must be a positive integer, got {repeats}")
+        return list(range(repeats))
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        return [int(s) for s in (text or "0").split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seed takes integers separated by commas, got {text!r}") from None
+
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="markdown", show_default=True,
+    help="How the table on stdout is written (progress and logs go to stderr).")
 
 
 @click.group()
@@ -62,38 +92,117 @@ def main() -> None:
               help="Validation tokens after the training slice; 0 disables [default: 5000].")
 @click.option("--eval-every", type=int,
               help="Validate every N epochs (and after the last); 0: last only [default: 50].")
-@click.option("--seed", "seeds", default="0", show_default=True,
-              help="Random seed (comma-separated for several).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
+              help="Matrix products in fp32, or bf16 with fp32 weights [default: fp32].")
+@click.option("--seed", "--seeds", "seeds",
+              help="Random seeds, comma-separated; each combination runs once per seed "
+                   "[default: 0].")
+@click.option("--repeats", type=int, help="Run every combination with seeds 0 to N-1.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 @click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="Where run directories are created.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines on stderr.")
+@click.option("--jobs", "-j", type=int, help="Run combinations in N worker processes, torch "
+              "threads split between them [default: one after another, in this process].")
+@click.option("--timeout", type=float, help="Seconds a combination may run, from when its "
+              "worker starts it; past that the worker is killed and the combination recorded "
+              "as 'timeout' (implies --jobs 1).")
+@click.option("--isolate", is_flag=True, help="A fresh worker process for every combination "
+              "(implies --jobs 1).")
+@click.option("--save-checkpoints", is_flag=True,
+              help="Save each combination's trained weights (for 'harness sample').")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="Finish an interrupted run: only combinations without a record run, "
+                   "with the run's own settings.")
+@click.option("--retry-failed", is_flag=True,
+              help="With --resume: also rerun combinations that failed, crashed or timed out.")
+@format_option
 def run(models: str | None, samplers: str | None, task: str, corpus: Path | None,
-        seeds: str, device: str, output_dir: Path, quiet: bool, **recipe: object) -> None:
+        seeds: str | None, repeats: int | None, device: str, output_dir: Path, quiet: bool,
+        jobs: int | None, timeout: float | None, isolate: bool, save_checkpoints: bool,
+        resume: Path | None, retry_failed: bool, fmt: str, **recipe: object) -> None:
     """Train every chosen model with every chosen sampler and report the results.
 
-    Prints the results table (Markdown) on stdout; writes a run directory with records,
-    curves and report.md. Exit codes: 0 all ok, 2 bad input, 3 some combinations failed.
+    Prints the results table (mean ± std over seeds, per model and sampler) on stdout;
+    writes a run directory with records, curves, charts and report.md. Exit codes: 0 all
+    ok, 2 bad input, 3 some combinations failed, diverged, crashed or timed out, 130/143
+    interrupted by Ctrl-C/SIGTERM (finish with --resume RUN_DIR), 1 the harness could not
+    go on.
     """
     registry = load_registry()
+    command = shlex.join(["harness", *sys.argv[1:]])
     try:
-        plan = make_plan(
-            registry,
-            split_names(models, DEFAULT_MODELS, registry.models.names()),
-            split_names(samplers, DEFAULT_SAMPLERS, registry.samplers.names()),
-            _seeds(seeds), task, recipe, corpus, device,
-        )
-        check_writable(output_dir)
+        executor = _executor(jobs, timeout, isolate)
+        if resume is not None:
+            _refuse_with_resume(click.get_current_context())
+            result = _interruptible(lambda: resume_run(resume, registry, executor, quiet,
+                                                       command, retry_failed))
+        else:
+            if retry_failed:
+                raise UsageError("--retry-failed goes with --resume RUN_DIR")
+            plan = make_plan(
+                registry,
+                split_names(models, DEFAULT_MODELS, registry.models.names()),
+                split_names(samplers, DEFAULT_SAMPLERS, registry.samplers.names()),
+                _seeds(seeds, repeats), task, recipe, corpus, device,
+            )
+            check_writable(output_dir)
+            result = _interruptible(lambda: execute(plan, registry, output_dir, executor,
+                                                    quiet, command, save_checkpoints))
     except HarnessError as error:
         raise UsageError(str(error)) from None
-    command = shlex.join(["harness", *sys.argv[1:]])
-    result = execute(plan, registry, output_dir, quiet=quiet, command=command)
-    click.echo(format_table(result.table))
-    if not quiet:
-        click.echo(f"report: {result.path / 'report.md'}", err=True)
+    click.echo(format_summary(aggregate(result.table), fmt))
+    _summarise(result, quiet)
     if result.status != "complete":
         sys.exit(EXIT_PARTIAL)
+
+
+def _executor(jobs: int | None, timeout: float | None, isolate: bool) -> Executor:
+    """Serial unless a process is asked for (--jobs, or --timeout/--isolate, which need one)."""
+    if jobs is None and timeout is None and not isolate:
+        return SerialExecutor()
+    return ProcessExecutor(jobs or 1, timeout, isolate)
+
+
+def _refuse_with_resume(ctx: click.Context) -> None:
+    given = [f"--{name.replace('_', '-')}" for name in ctx.params
+             if name not in RESUME_OPTIONS and ctx.get_parameter_source(name)
+             in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+    if given:
+        raise UsageError(f"--resume takes what to run from the run's manifest; drop "
+                         f"{', '.join(given)} (only --jobs, --timeout, --isolate, "
+                         "--retry-failed and --quiet go with it)")
+
+
+def _interruptible(start: Callable[[], RunResult]) -> RunResult:
+    """Run, turning Ctrl-C/SIGTERM into a message and exit code 130/143."""
+    try:
+        return start()
+    except RunInterrupted as stop:
+        where = stop.run_dir
+        click.echo(f"interrupted by {signal.Signals(stop.signum).name}"
+                   + (f"; finished combinations are in {where}; finish the run with: "
+                      f"harness run --resume {shlex.quote(str(where))}" if where else ""),
+                   err=True)
+        sys.exit(stop.exit_code)
+    except WorkerError as error:  # the run directory exists and says "aborted"
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _summarise(result: RunResult, quiet: bool) -> None:
+    """On stderr: every combination that did not finish ok, why, and where the details are."""
+    bad = [r for r in RunStore.open(result.path).records() if r["status"] != "ok"]
+    if bad:
+        click.echo(f"{len(bad)} of {len(result.table)} combinations did not finish ok:", err=True)
+    for record in sorted(bad, key=lambda r: r["key"]):
+        details = result.path / "errors" / f"{record['key']}.txt"
+        click.echo(f"  {record['model']}/{record['sampler']}/seed{record['seed']}: "
+                   f"{record['status']}: {record.get('error') or ''}"
+                   + (f" [{details}]" if details.is_file() else ""), err=True)
+    if not quiet:
+        click.echo(f"report: {result.path / 'report.md'}", err=True)
 
 
 @main.command()
@@ -115,3 +224,69 @@ def plugins() -> None:
     for failure in registry.failures:
         click.echo(f"failed:  {failure.plugin} ({failure.distribution} {failure.version}): "
                    f"{failure.error}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@format_option
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the report's path on stderr.")
+def report(run_dir: Path, fmt: str, quiet: bool) -> None:
+    """Regenerate RUN's report.md and charts from its stored records; print its table.
+
+    Uses nothing but the run directory, and gives identical files when run again.
+    """
+    try:
+        store = RunStore.open(run_dir)
+    except HarnessError as error:
+        raise UsageError(str(error)) from None
+    path = write_report(store)
+    click.echo(format_summary(aggregate(load_run(store.path)), fmt))
+    if not quiet:
+        click.echo(f"report: {path}", err=True)
+
+
+@main.command()
+@click.argument("runs", metavar="RUN_A RUN_B [RUN...]", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True,
+              help="Compare runs even if their corpus or recipe differ (the table says so).")
+@click.option("--alpha", type=float, default=ALPHA, show_default=True,
+              help="Significance level of Welch's t-test verdicts.")
+@format_option
+def compare(runs: tuple[Path, ...], force: bool, alpha: float, fmt: str) -> None:
+    """Compare runs side by side, per model and sampler, against the first (the baseline).
+
+    Refuses runs with different corpora or recipes (exit 2, naming the differing
+    settings) unless --force. Changes are tested with Welch's t-test where both sides have
+    at least 3 ok seeds.
+    """
+    try:
+        comparison = compare_runs(list(runs), force=force, alpha=alpha)
+    except HarnessError as error:
+        raise UsageError(str(error)) from None
+    click.echo(format_comparison(comparison, fmt))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--model", "-m", required=True, help="The model whose checkpoint to use.")
+@click.option("--sampler", "-s", help="Its sampler, when the run saved several.")
+@click.option("--seed", type=int, help="Its seed, when the run saved several.")
+@click.option("--prefix", "-p", required=True, help="Text to start from.")
+@click.option("--length", "-n", type=int, default=50, show_default=True,
+              help="Tokens to generate.")
+@click.option("--temperature", "-t", type=float, default=0.0, show_default=True,
+              help="0: greedy (as the run's samples); > 0: sample from softmax(logits / T).")
+@click.option("--top-k", type=int, help="With --temperature: draw among the K likeliest only.")
+@click.option("--draw-seed", type=int, help="Seed the draws (with --temperature).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or mps.")
+def sample(run_dir: Path, model: str, sampler: str | None, seed: int | None, prefix: str,
+           length: int, temperature: float, top_k: int | None, draw_seed: int | None,
+           device: str) -> None:
+    """Generate text from weights saved by 'harness run --save-checkpoints'."""
+    try:
+        text = sample_text(run_dir, model, prefix, sampler, seed, length, temperature, top_k,
+                           draw_seed, device, load_registry())
+    except HarnessError as error:
+        raise UsageError(str(error)) from None
+    click.echo(text)

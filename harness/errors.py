@@ -17,3 +17,7 @@ class CorpusError(HarnessError):
 
 class PluginError(HarnessError):
     """A plugin is broken, or two plugins claim the same name."""
+
+
+class CheckpointError(HarnessError):
+    """A checkpoint is missing, ambiguous, truncated, or holds more than weights."""

@@ -1,29 +1,58 @@
 """Executors run a plan's combinations and hand each outcome to a sink as it finishes.
 
 An executor knows nothing about models: it gets a ``job`` (combination -> outcome) and a
-``sink`` (outcome -> None, normally the store). The serial executor is the default.
+``sink`` (outcome -> None: the driver's store). Every executor keeps the same promises,
+so that ``--resume`` and failure isolation behave alike whichever runs the grid:
+
+- ``job`` is picklable (:class:`harness.runner.Job`): an executor may call it here or send
+  it to another process or host, where calling it loads the plugins there.
+- ``sink`` is called in the caller's thread only (the driver alone writes the run
+  directory), once per combination, as each finishes, in any order.
+- A combination whose process dies is handed to the sink as ``crashed``, one that runs
+  past the executor's time limit as ``timeout`` (:func:`harness.runner.lost_outcome`).
+- On ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM turned into
+  :class:`harness.signals.RunInterrupted`) the executor stops the work it started and
+  re-raises; combinations that never reached the sink are simply missing, and a resumed
+  run does them.
+
+Implementations: :class:`SerialExecutor` (default, in this process) and
+:class:`harness.processes.ProcessExecutor` (``--jobs N``, ``--timeout``, ``--isolate``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.plan import Combination
-from harness.runner import Outcome
+from harness.runner import Job, Outcome
 
-Job = Callable[[Combination], Outcome]
 Sink = Callable[[Outcome], None]
 
 
 class Executor(Protocol):
     """Runs every combination once and calls ``sink`` with each outcome as it finishes."""
 
+    def describe(self) -> dict[str, Any]:
+        """How it runs work (kind, processes, threads, time limit), for the manifest."""
+        ...
+
+    def check(self, job: Job) -> None:
+        """Raise ConfigError if this executor cannot run ``job`` (e.g. it cannot be sent to
+        another process). Called before the run directory exists."""
+        ...
+
     def run(self, work: Sequence[Combination], job: Job, sink: Sink) -> None: ...
 
 
 class SerialExecutor:
-    """One combination after another, in this process."""
+    """One combination after another, in this process (no time limit, no isolation)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "serial", "jobs": 1}
+
+    def check(self, job: Job) -> None:
+        pass
 
     def run(self, work: Sequence[Combination], job: Job, sink: Sink) -> None:
         for combo in work:

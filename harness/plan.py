@@ -45,6 +45,8 @@ class Plan:
     recipe: Recipe
     device: torch.device
     combinations: tuple[Combination, ...]
+    task_ref: str = ""
+    """How to load the task again: a shipped task's name, or a task file's absolute path."""
 
     def settings(self) -> dict[str, object]:
         """What defines the run's results (stored in the manifest)."""
@@ -88,10 +90,33 @@ def make_plan(
         registry.sampler(name)
     if not seeds:
         raise ConfigError("at least one seed is needed")
+    combos = tuple(Combination(m, s, seed) for seed in seeds for m in models for s in samplers)
+    return build_plan(registry, combos, task, overrides, corpus, device)
+
+
+def build_plan(
+    registry: Registry,
+    combos: tuple[Combination, ...],
+    task: str = "timemachine",
+    overrides: dict[str, object] | None = None,
+    corpus: Path | None = None,
+    device: str = "auto",
+) -> Plan:
+    """A plan for exactly ``combos`` (as :func:`make_plan` made them, or as a run's manifest
+    stored them for ``--resume``), validated the same way."""
+    for combo in combos:
+        registry.model(combo.model)
+        registry.sampler(combo.sampler)
+    keys: dict[str, Combination] = {}
+    for combo in combos:
+        other = keys.setdefault(combo.key, combo)
+        if other != combo:
+            raise ConfigError(f"{other} and {combo} would share the file name {combo.key!r}; "
+                              "rename one of the plugins' models or samplers")
     loaded = load_task(task)
     recipe = loaded.recipe.with_overrides(**(overrides or {}))
     recipe.validate()
     resolved = resolve_device(device)
     dataset = prepare(loaded, recipe, corpus)
-    combos = tuple(Combination(m, s, seed) for seed in seeds for m in models for s in samplers)
-    return Plan(loaded, dataset, recipe, resolved, combos)
+    task_ref = str(Path(task).resolve()) if Path(task).is_file() else task
+    return Plan(loaded, dataset, recipe, resolved, combos, task_ref)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -34,17 +35,31 @@ def autoload_enabled() -> bool:
     return not os.environ.get(AUTOLOAD_ENV)
 
 
+@dataclass(frozen=True)
+class RegistryLoader:
+    """How a registry was loaded, as a picklable callable: a worker process calls it to
+    load the same plugins (the ``extra`` objects must then be picklable too)."""
+
+    autoload: bool
+    extra: tuple[Any, ...] = ()
+
+    def __call__(self) -> Registry:
+        return load_registry(self.autoload, self.extra)
+
+
 def load_registry(autoload: bool | None = None, extra: Iterable[Any] = ()) -> Registry:
     """Load the built-in plugins, the installed ones (unless autoload is off) and ``extra``
     plugin objects, and collect what they register."""
+    extra = tuple(extra)
+    autoload = autoload if autoload is not None else autoload_enabled()
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
-    registry = Registry()
+    registry = Registry(loader=RegistryLoader(autoload, extra))
     builtin = Provider("", DISTRIBUTION, __version__)
     candidates: list[tuple[str, Provider, Callable[[], Any]]] = [
         (name, _named(builtin, name), _importer(name)) for name in BUILTIN_PLUGINS
     ]
-    if autoload if autoload is not None else autoload_enabled():
+    if autoload:
         candidates += _entry_point_candidates()
     for index, plugin in enumerate(extra):
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"

@@ -9,6 +9,8 @@ from typing import Any
 from harness.contracts import ModelSettings
 from harness.errors import ConfigError
 
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -28,6 +30,8 @@ class Recipe:
     """Validation tokens: the ones right after the training slice (0 turns validation off)."""
     eval_every: int = 50
     """Validate every this many epochs (and always after the last); 0: after the last only."""
+    precision: str = "fp32"
+    """``fp32``, or ``bf16``: matrix products in bfloat16 under autocast, fp32 master weights."""
 
     def with_overrides(self, **overrides: Any) -> Recipe:
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -54,6 +58,9 @@ class Recipe:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {self.precision!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
 

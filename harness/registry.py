@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -69,6 +70,8 @@ class Registry:
     samplers: Catalog[SamplerSpec] = field(default_factory=lambda: Catalog("sampler"))
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: list[Provider] = field(default_factory=list)
+    loader: Callable[[], Registry] | None = field(default=None, repr=False, compare=False)
+    """Loads the same registry again, e.g. in a worker process (set by ``load_registry``)."""
 
     def model(self, name: str) -> ModelSpec:
         """The model called ``name``; an unknown name raises a ConfigError listing choices."""

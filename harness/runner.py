@@ -2,51 +2,69 @@
 
 Whatever happens inside the model or sampler, this returns an :class:`Outcome`: a raised
 exception becomes a ``failed`` record carrying its error and traceback, so one broken
-combination never stops or loses the others.
+combination never stops or loses the others. A combination whose worker process died or
+ran past its time gets its record from :func:`lost_outcome`, made by the executor.
+
+Statuses: ``ok``; ``failed`` (the model or sampler raised); ``diverged`` (non-finite
+loss); ``crashed`` (the process running it died); ``timeout`` (it ran past ``--timeout``).
 """
 
 from __future__ import annotations
 
 import time
 import traceback as tb
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+import torch
+
+from harness.checkpoints import encode_weights
 from harness.plan import Combination, Plan
 from harness.registry import Registry
 from harness.trainer import seed_everything, train
 
+STATUSES = ("ok", "failed", "diverged", "crashed", "timeout")
+
 
 @dataclass
 class Outcome:
-    """A finished combination: its record, its per-epoch curve, and a traceback if it failed."""
+    """A finished combination: its record, its per-epoch curve, a traceback if it failed,
+    and its trained weights (``torch.save`` bytes) when checkpoints were asked for."""
 
     record: dict[str, Any]
     curve: list[dict[str, Any]]
     traceback: str | None = None
+    checkpoint: bytes | None = None
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: bool) -> Outcome:
+def base_record(combo: Combination) -> dict[str, Any]:
+    """The fields every record starts with: its key, the combination, the start time."""
+    return {"key": combo.key, **asdict(combo), "started": _now()}
+
+
+def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: bool,
+                    save_checkpoint: bool = False) -> Outcome:
     """Train ``combo`` from its own seed (so results never depend on the order of work)."""
-    record: dict[str, Any] = {"key": combo.key, **asdict(combo), "started": _now()}
+    record = base_record(combo)
     started = time.perf_counter()
+    settings = plan.recipe.model_settings()
     try:
         rng = seed_everything(combo.seed)
         sampler = registry.sampler(combo.sampler)
-        model = registry.model(combo.model).factory(
-            len(plan.dataset.vocab), plan.recipe.model_settings(), plan.device
-        )
+        model = registry.model(combo.model).factory(len(plan.dataset.vocab), settings,
+                                                    plan.device)
         result = train(
             model, sampler, plan.dataset, plan.recipe, plan.device, rng,
             prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
             label=f"{combo.model}/{combo.sampler}/seed{combo.seed}", quiet=quiet,
         )
-    except Exception as error:  # noqa: BLE001 - a plugin's failure is recorded, not raised
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's failure is recorded
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
                       wall_seconds=time.perf_counter() - started, finished=_now())
         return Outcome(record, [], tb.format_exc())
@@ -59,8 +77,58 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
         train_seconds=result.train_seconds,
         num_params=result.num_params,
         carries_state=sampler.carries_state,
+        model_settings=asdict(settings),
+        torch_threads=torch.get_num_threads(),
         samples=result.samples,
         error=result.error,
         finished=_now(),
     )
-    return Outcome(record, [asdict(point) for point in result.curve])
+    weights = encode_weights(model) if save_checkpoint and result.status == "ok" else None
+    return Outcome(record, [asdict(point) for point in result.curve], checkpoint=weights)
+
+
+def lost_outcome(combo: Combination, status: str, error: str, wall_seconds: float) -> Outcome:
+    """The record of a combination that never reported back: its process ``crashed``, or
+    was killed at its ``timeout``. The error doubles as its errors/ file."""
+    record = base_record(combo)
+    record.update(status=status, error=error, wall_seconds=wall_seconds, finished=_now())
+    return Outcome(record, [], f"{combo.model}/{combo.sampler}/seed{combo.seed}: {error}\n")
+
+
+@dataclass
+class Job:
+    """Everything needed to run any combination of one plan, as a picklable callable.
+
+    An executor calls ``job(combo)`` here, or sends the job to another process and calls
+    it there: unpickled, it loads the plugins again through ``loader`` (the registry
+    itself, holding plugin code, never travels).
+    """
+
+    plan: Plan
+    loader: Callable[[], Registry] | None
+    """Picklable; normally the registry's own ``loader``."""
+    quiet: bool = False
+    save_checkpoints: bool = False
+    registry: Registry | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "registry": None}
+
+    def quietly(self) -> Job:
+        """The same job without progress bars (for workers sharing one terminal)."""
+        return replace(self, quiet=True)
+
+    def prepare(self) -> Registry:
+        """Load the plugins now if not yet (a worker does this before it is timed)."""
+        if self.registry is None:
+            if self.loader is None:
+                raise RuntimeError("a Job needs a registry or a loader")
+            self.registry = self.loader()
+            # A fresh process: torch imports torch._dynamo on the first optimizer it builds
+            # (seconds). Pay that here, so no --timeout or first-epoch timing includes it.
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        return self.registry
+
+    def __call__(self, combo: Combination) -> Outcome:
+        return run_combination(self.plan, combo, self.prepare(), self.quiet,
+                               self.save_checkpoints)

@@ -5,11 +5,15 @@ Layout of ``<root>/<run_id>/``::
     manifest.json          settings, environment, plugins, status (rewritten atomically)
     records.jsonl          one JSON line per finished combination, appended and fsynced
     curves/<key>.csv       per-epoch curve of each combination (written before its record)
-    errors/<key>.txt       the traceback of a combination that failed
+    errors/<key>.txt       the traceback of a combination that failed (or why it crashed)
+    checkpoints/<key>.pt   trained weights (``--save-checkpoints``): a state_dict only
+    checkpoints/vocab.json the vocabulary the checkpoints were trained with
     report.md              derived from the files above; can be regenerated at any time
+    .lock                  held (flock) by the one process writing the run
 
-A record line torn by a kill is detected on reading and skipped with a warning. JSON never
-holds a bare NaN or Infinity: non-finite numbers are stored as null.
+A record line torn by a kill is detected on reading and skipped with a warning, and the
+next record starts on a line of its own. JSON never holds a bare NaN or Infinity:
+non-finite numbers are stored as null.
 """
 
 from __future__ import annotations
@@ -23,24 +27,29 @@ import secrets
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from harness.errors import ConfigError
 from harness.names import safe_name
 
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new, never half."""
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -109,6 +118,22 @@ class RunStore:
             raise ConfigError(f"{path} is not a run directory (no {MANIFEST})")
         return cls(path)
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock while writing it: a second process (a ``--resume`` of a run
+        still going) gets a ConfigError instead of interleaving records. The kernel drops
+        the lock when its holder dies, however it dies."""
+        lock = FileLock(self.path / LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ConfigError(f"{self.path} is being written by another harness process "
+                              f"(it holds {LOCK})") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
     # manifest ---------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
@@ -134,8 +159,10 @@ class RunStore:
             write_atomic(self.path / "curves" / f"{key}.csv", _csv(rows))
         if traceback:
             write_atomic(self.path / "errors" / f"{key}.txt", traceback)
-        line = to_json(record) + "\n"
-        with open(self.path / RECORDS, "a", encoding="utf-8") as handle:
+        line = (to_json(record) + "\n").encode("utf-8")
+        with open(self.path / RECORDS, "a+b") as handle:
+            if handle.seek(0, os.SEEK_END) and not _ends_with_newline(handle):
+                line = b"\n" + line  # the last line was torn by a kill: leave it alone
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
@@ -147,7 +174,8 @@ class RunStore:
         if not path.is_file():
             return []
         found: dict[str, dict[str, Any]] = {}
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = path.read_text(encoding="utf-8", errors="replace")  # a kill may tear a character
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -173,6 +201,24 @@ class RunStore:
         target = self.path / safe_name(name)
         write_atomic(target, text)
         return target
+
+    def write_files(self, folder: str, files: Mapping[str, bytes]) -> list[Path]:
+        """Replace the derived files in ``folder`` (e.g. ``plots``) by ``files`` (name to
+        content), each written atomically; files of the folder not named are removed."""
+        base = self.path / safe_name(folder)
+        targets = {base / safe_name(name): data for name, data in files.items()}
+        for target, data in targets.items():
+            write_atomic(target, data)
+        if base.is_dir():
+            for stale in base.iterdir():
+                if stale.is_file() and stale not in targets:
+                    stale.unlink()
+        return list(targets)
+
+
+def _ends_with_newline(handle: Any) -> bool:
+    handle.seek(-1, os.SEEK_END)
+    return handle.read(1) == b"\n"
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

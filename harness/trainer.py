@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from harness.contracts import LanguageModel, SamplerSpec, next_state
 from harness.device import synchronize
+from harness.generate import complete
 from harness.recipe import Recipe
 from harness.tasks import Dataset
-from harness.text import tokenize
 
 
 @dataclass
@@ -54,6 +54,16 @@ class TrainResult:
     error: str | None = None
 
 
+MAX_LOSS = math.log(sys.float_info.max)
+"""The largest mean loss whose perplexity ``exp(loss)`` is a finite float (about 709.8).
+A loss above it is divergence as surely as a NaN: the perplexity is infinite."""
+
+
+def perplexity(mean_loss: float) -> float:
+    """``exp(mean_loss)``, infinite (not an OverflowError) when the loss is too large."""
+    return math.exp(mean_loss) if mean_loss <= MAX_LOSS else math.inf
+
+
 def seed_everything(seed: int) -> random.Random:
     """Seed torch and Python's ``random``; return the generator the sampler draws from."""
     random.seed(seed)
@@ -63,12 +73,11 @@ def seed_everything(seed: int) -> random.Random:
 
 def clip_gradients(params: Iterable[Tensor], theta: float) -> None:
     """d2l's ``grad_clipping``: scale all gradients by ``min(1, theta / ||g||)``, where
-    ``||g||`` is the norm of all gradients together. Done without a host sync."""
+    ``||g||`` is the norm of all gradients together. Two fused (foreach) kernels and no
+    host sync, where the seed runs two ops per parameter and reads the norm on the host."""
     grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    scale = (theta / norm).clamp(max=1.0)
-    for grad in grads:
-        grad.mul_(scale)
+    norm = torch.nn.utils.get_total_norm(grads)
+    torch._foreach_mul_(grads, (theta / norm).clamp(max=1.0))
 
 
 def steady_rate(rates: list[float]) -> float:
@@ -99,26 +108,15 @@ def evaluate(
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
         count += y.numel()
     model.train()
-    return math.exp(loss_sum / count)
+    return perplexity(loss_sum / count)
 
 
-@torch.no_grad()
 def predict(model: LanguageModel, prefix: str, num_preds: int, data: Dataset,
             device: torch.device) -> str:
     """d2l's ``predict_ch8``: warm the state up on ``prefix``, then ``num_preds`` greedy
     steps, each fed the previous output."""
-    model.eval()
-    prefix_ids = data.vocab.encode(tokenize([prefix], data.tokenizer)[0])
-    state = model.begin_state(1, device)
-    outputs = [prefix_ids[0]]
-    for token in prefix_ids[1:]:
-        _, state = model(torch.tensor([[outputs[-1]]], device=device), state)
-        outputs.append(token)
-    for _ in range(num_preds):
-        logits, state = model(torch.tensor([[outputs[-1]]], device=device), state)
-        outputs.append(int(logits.argmax(dim=1).reshape(1)))
-    model.train()
-    return data.vocab.decode(outputs, data.separator)
+    return complete(model, prefix, num_preds, data.vocab, data.tokenizer, data.separator,
+                    device)
 
 
 def train(
@@ -136,7 +134,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` for ``recipe.epochs`` epochs and measure it.
 
-    A non-finite loss stops training at that step with status ``diverged``.
+    A non-finite loss, or one too large for its perplexity to be a finite number, stops
+    training at that step with status ``diverged``.
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -147,32 +146,38 @@ def train(
     bar = tqdm(range(recipe.epochs), desc=label, file=sys.stderr, leave=False,
                disable=True if quiet else None, dynamic_ncols=True)
     model.train()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=recipe.precision == "bf16")
     for epoch in bar:
         state, loss_sum, count = None, 0.0, 0
         synchronize(device)
         tick = time.perf_counter()
-        for X, Y in sampler.batches(data.train, recipe.batch_size, recipe.num_steps, rng):
+        batches = sampler.batches(data.train, recipe.batch_size, recipe.num_steps, rng)
+        for step, (X, Y) in enumerate(batches, 1):
             state = next_state(model, state, sampler.carries_state, X.shape[0], device)
             y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits
-            logits, state = model(X.to(device), state)
+            with autocast:
+                logits, state = model(X.to(device), state)
             loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip_gradients(params, recipe.clip)
             optimizer.step()
             value = loss.item()
-            if not math.isfinite(value):
+            if not value <= MAX_LOSS:  # NaN, inf, or an infinite perplexity
                 bar.close()
                 return TrainResult(
                     "diverged", None, None, None, time.perf_counter() - started, num_params,
                     curve=curve,
-                    error=f"non-finite loss ({value}) in epoch {epoch + 1}",
+                    error=f"non-finite loss ({value:g}) at step {step} of epoch {epoch + 1}"
+                    if not math.isfinite(value) else
+                    f"loss {value:g} at step {step} of epoch {epoch + 1}: perplexity overflows",
                 )
             loss_sum += value * y.numel()
             count += y.numel()
         synchronize(device)
         rates.append(count / (time.perf_counter() - tick))
-        point = EpochStats(epoch + 1, math.exp(loss_sum / count), rates[-1])
+        point = EpochStats(epoch + 1, perplexity(loss_sum / count), rates[-1])
         last = epoch + 1 == recipe.epochs
         if data.valid and (last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0)):
             point.valid_ppl = evaluate(model, data.valid, recipe, sampler.carries_state, device)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,22 +25,21 @@ def timemachine() -> Path:
     return SHARED_CORPUS
 
 
-@pytest.fixture
-def small_corpus(tmp_path: Path) -> Path:
+def write_small_corpus(folder: Path) -> Path:
     """A small corpus of our own: enough for a few minibatches of 4 x 5 tokens."""
     text = "\n".join(
         f"The Time Traveller, line {i}: a quick brown fox jumps over the lazy dog!"
         for i in range(40)
     )
-    path = tmp_path / "small.txt"
+    path = folder / "small.txt"
     path.write_text(text, encoding="utf-8")
     return path
 
 
-@pytest.fixture
-def small_task(tmp_path: Path, small_corpus: Path) -> Path:
-    """A task file (no code) over the small corpus, with a tiny recipe."""
-    path = tmp_path / "small.toml"
+def write_small_task(folder: Path) -> Path:
+    """A task file (no code) over the small corpus in ``folder``, with a tiny recipe."""
+    write_small_corpus(folder)
+    path = folder / "small.toml"
     path.write_text(
         'name = "small"\ntokenizer = "char"\n[corpus]\npath = "small.txt"\n'
         "[recipe]\nepochs = 3\nbatch_size = 4\nnum_steps = 5\nnum_hiddens = 16\n"
@@ -46,3 +48,34 @@ def small_task(tmp_path: Path, small_corpus: Path) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    """The small corpus, in the test's own folder."""
+    return write_small_corpus(tmp_path)
+
+
+@pytest.fixture
+def small_task(tmp_path: Path) -> Path:
+    """The small task file, in the test's own folder."""
+    return write_small_task(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_small_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small task file, shared by one test module (for runs that several tests read)."""
+    return write_small_task(tmp_path_factory.mktemp("small-task"))
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on sys.path for fake installed distributions (fake_plugins.make_distribution);
+    worker processes see it too (spawn passes sys.path, subprocesses get PYTHONPATH)."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    for name in [m for m in sys.modules if m.startswith("fake_")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()

@@ -2,9 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.api import load_run, run
+from harness import hookimpl
+from harness.api import load_run, load_runs, run, summarize_runs
 from harness.errors import ConfigError
 from harness.plugins import load_registry
+from harness.results import results_frame
 
 
 def test_run_returns_the_table_that_load_run_reads_back(small_task: Path, tmp_path: Path) -> None:
@@ -52,3 +54,63 @@ def test_bad_input_raises_before_any_run_directory(small_task: Path, tmp_path: P
     with pytest.raises(ConfigError):
         run(models=["nope"], task=str(small_task), output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_load_runs_stacks_runs_one_row_per_seed_with_run_ids(small_task: Path,
+                                                              tmp_path: Path) -> None:
+    paths = [run(models=["scratch"], samplers=["sequential"], seeds=[0, 1], task=str(small_task),
+                 output_dir=tmp_path / "out", quiet=True, epochs=1, max_tokens=400).path
+             for _ in range(2)]
+    frame = load_runs(paths)
+    assert len(frame) == 4 and frame["run_id"].tolist() == [p.name for p in paths for _ in (0, 1)]
+    summary = summarize_runs(frame)
+    assert summary.columns[0] == "run_id" and summary["run_id"].tolist() == [p.name for p in paths]
+    assert summary["n"].tolist() == [2, 2] and summary["n_ok"].tolist() == [2, 2]
+    assert summary["train_ppl_mean"].iloc[0] == pytest.approx(frame["train_ppl"][:2].mean())
+
+
+def test_per_record_settings_become_columns_after_the_sampler() -> None:
+    frame = results_frame([
+        {"model": "m", "sampler": "s", "seed": 0, "status": "ok", "settings": {"lr": 2.0}},
+        {"model": "m", "sampler": "s", "seed": 0, "status": "ok", "settings": {"lr": 0.5}},
+        {"model": "m", "sampler": "t", "seed": 0, "status": "ok"},
+    ])
+    assert list(frame.columns[:4]) == ["model", "sampler", "setting.lr", "seed"]
+    assert frame["setting.lr"].tolist()[:2] == [0.5, 2.0]
+    assert len(summarize_runs(frame)) == 3
+
+
+class Hostile:
+    """Names chosen to escape the run directory if they were used as paths."""
+
+    @hookimpl
+    def register_models(self, register):
+        from harness.contracts import ModelSpec
+        from harness_builtins.rnn import build_scratch
+
+        register(ModelSpec("../../../escaped-model", build_scratch))
+
+    @hookimpl
+    def register_samplers(self, register):
+        from harness.contracts import SamplerSpec
+        from harness_builtins.samplers import seq_data_iter_sequential
+
+        register(SamplerSpec("/tmp/../../escaped-sampler", seq_data_iter_sequential, True))
+
+
+def test_hostile_names_write_nothing_outside_the_run_directory(small_task: Path,
+                                                               tmp_path: Path) -> None:
+    task = tmp_path / "hostile.toml"
+    task.write_text(small_task.read_text().replace('name = "small"', 'name = "../../up"'))
+    before = set(tmp_path.rglob("*"))
+    registry = load_registry(autoload=False, extra=[Hostile()])
+    result = run(models=["../../../escaped-model"], samplers=["/tmp/../../escaped-sampler"],
+                 task=str(task), output_dir=tmp_path / "out", quiet=True, registry=registry,
+                 epochs=1, save_checkpoints=True)
+    assert result.status == "complete"
+    assert result.path.parent == tmp_path / "out"
+    written = set(tmp_path.rglob("*")) - before - {tmp_path / "out", result.path}
+    assert written and all(result.path in p.parents for p in written)
+    assert (result.path / "checkpoints" / "escaped-model__tmp_.._.._escaped-sampler__seed0.pt"
+            ).is_file()
+    assert not list(Path("/tmp").glob("escaped-*"))

@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -83,3 +85,145 @@ def test_python_m_harness_works() -> None:
     done = subprocess.run([sys.executable, "-m", "harness", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith("harness, version")
+
+
+SMALL = ["--models", "scratch", "--samplers", "sequential,random", "--epochs", "2",
+         "--max-tokens", "400", "--valid-tokens", "200"]
+
+
+def run_dir(out: Path) -> Path:
+    (path,) = out.iterdir()
+    return path
+
+
+def test_repeats_run_every_combination_per_seed_and_summarise_them(
+    runner: CliRunner, small_task: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    result = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "--repeats", "3",
+                                  "-o", str(out), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))  # stdout is the table alone
+    assert [(r["model"], r["sampler"], r["n"], r["n_ok"]) for r in rows] == [
+        ("scratch", "random", "3", "3"), ("scratch", "sequential", "3", "3")]
+    assert float(rows[0]["train_ppl_std"]) > 0 and float(rows[0]["tokens_per_sec_mean"]) > 0
+    assert "run directory:" in result.stderr and "report:" in result.stderr
+    records = (run_dir(out) / "records.jsonl").read_text().splitlines()
+    assert sorted((json.loads(r)["sampler"], json.loads(r)["seed"]) for r in records) == [
+        (s, k) for s in ("random", "sequential") for k in range(3)]
+
+
+def test_seeds_is_an_alias_of_seed(runner: CliRunner, small_task: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "--seeds", "4,7",
+                                  "-o", str(out), "-q", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [r["n"] for r in json.loads(result.stdout)] == [2, 2]
+    assert json.loads((run_dir(out) / "manifest.json").read_text())["settings"]["seeds"] == [4, 7]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seed", "1", "--repeats", "2"], "not both"),
+    (["--repeats", "0"], "--repeats must be a positive integer"),
+    (["--format", "xml"], "Invalid value for '--format'"),
+])
+def test_seed_and_format_mistakes_are_usage_errors(runner: CliRunner, small_task: Path,
+                                                   tmp_path: Path, args: list[str],
+                                                   message: str) -> None:
+    result = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "-o", str(tmp_path),
+                                  *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not any(tmp_path.glob("*/manifest.json"))
+
+
+def test_report_regenerates_what_run_wrote(runner: CliRunner, small_task: Path,
+                                           tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    made = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "--seeds", "0,1",
+                                "-o", str(out), "-q", "--format", "csv"])
+    assert made.exit_code == 0, made.output
+    path = run_dir(out)
+    written = {p.relative_to(path): p.read_bytes()
+               for p in [path / "report.md", *(path / "plots").iterdir()]}
+    assert len(written) == 1 + 3  # report.md, two curve charts, the tokens/sec chart
+    for file in written:
+        (path / file).unlink()
+    again = runner.invoke(main, ["report", str(path), "--format", "csv"])
+    assert again.exit_code == 0, again.output
+    assert again.stdout == made.stdout
+    assert {p: (path / p).read_bytes() for p in written} == written
+    assert runner.invoke(main, ["report", str(path), "-q"]).stdout.startswith("| model")
+
+
+def test_report_of_a_directory_that_is_not_a_run_is_a_usage_error(runner: CliRunner,
+                                                                   tmp_path: Path) -> None:
+    result = runner.invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "not a run directory" in result.output
+
+
+def test_huge_learning_rate_diverges_and_is_reported_as_such(runner: CliRunner,
+                                                              timemachine: Path,
+                                                              tmp_path: Path) -> None:
+    result = runner.invoke(main, ["run", "--models", "scratch,nnrnn", "--samplers", "sequential",
+                                  "--corpus", str(timemachine), "-o", str(tmp_path),
+                                  *FAST, "--lr", "1e4"])
+    assert result.exit_code == 3
+    assert "2 of 2 combinations did not finish ok" in result.stderr
+    (run_dir,) = tmp_path.iterdir()
+    lines = (run_dir / "records.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # strict JSON: no bare NaN
+    assert all("NaN" not in line and "Infinity" not in line for line in lines)
+    for record in records:
+        assert record["status"] == "diverged" and record["train_ppl"] is None
+        assert " at step " in record["error"] and "perplexity overflows" in record["error"]
+    assert "| diverged: 0 |" in result.stdout and "nan" not in result.stdout
+    assert "## Not ok" in (run_dir / "report.md").read_text()
+
+
+def test_corpus_shorter_than_a_minibatch_names_the_file(runner: CliRunner,
+                                                        tmp_path: Path) -> None:
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("The Time Machine, by H. G. Wells\n" * 3)
+    result = runner.invoke(main, ["run", "--task", "timemachine", "--corpus", str(corpus),
+                                  "-o", str(tmp_path / "out"), "-q"])
+    # the task's sha1 refuses this file first; a task without a sha1 reaches the size check
+    assert result.exit_code == 2 and str(corpus) in result.output
+    task = tmp_path / "tiny.toml"
+    task.write_text('name = "tiny"\n[corpus]\npath = "tiny.txt"\n')
+    result = runner.invoke(main, ["run", "--task", str(task), "-o", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2
+    assert str(corpus) in result.output and "one minibatch" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unwritable_output_directory_is_refused_before_training(runner: CliRunner,
+                                                               timemachine: Path,
+                                                               tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = runner.invoke(main, ["run", "--corpus", str(timemachine), "-o",
+                                  str(blocker / "results"), *FAST])
+    assert result.exit_code == 2 and "not writable" in result.output
+
+
+def test_two_runs_into_one_results_directory_keep_their_own_records(small_task: Path,
+                                                                    tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "harness", "run", "--task", str(small_task), "--models",
+               "scratch", "--samplers", "sequential", "--epochs", "1", "-o", str(out), "-q"]
+    processes = [subprocess.Popen([*command, "--seed", str(seed)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.communicate()
+    runs = sorted(out.iterdir())
+    assert len(runs) == 2
+    seeds = set()
+    for run_dir in runs:
+        assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+        records = [json.loads(l) for l in (run_dir / "records.jsonl").read_text().splitlines()]
+        assert len(records) == 1
+        seeds |= {r["seed"] for r in records}
+    assert seeds == {0, 1}

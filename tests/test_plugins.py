@@ -1,8 +1,5 @@
 """Plugin discovery through real entry points of fake distributions made in tmp_path."""
 
-import importlib
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,28 +11,7 @@ from harness.plugins import AUTOLOAD_ENV, BUILTIN_PLUGINS, autoload_enabled, loa
 from harness_builtins.rnn import build_scratch
 from harness_builtins.samplers import seq_data_iter_sequential
 
-
-def make_distribution(root: Path, dist: str, version: str, module: str, source: str) -> None:
-    """Write an installed-looking distribution: a module plus dist-info with an entry point."""
-    (root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text(f"[rnn_harness]\n{module} = {module}\n",
-                                           encoding="utf-8")
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    yield root
-    for name in [m for m in sys.modules if m.startswith("fake_")]:
-        del sys.modules[name]
-    importlib.invalidate_caches()
-
+from fake_plugins import make_distribution
 
 GOOD = """
     from harness import hookimpl

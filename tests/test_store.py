@@ -67,3 +67,37 @@ def test_unwritable_output_is_a_config_error(tmp_path: Path) -> None:
 def test_open_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a run directory"):
         RunStore.open(tmp_path)
+
+
+def test_derived_files_replace_the_folder_and_stay_inside_the_run(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.write_files("plots", {"a.png": b"\x89PNG one", "b.png": b"two"})
+    store.write_files("plots", {"a.png": b"\x89PNG three", "../c.png": b"four"})
+    assert sorted(p.name for p in (store.path / "plots").iterdir()) == ["a.png", "c.png"]
+    assert (store.path / "plots" / "a.png").read_bytes() == b"\x89PNG three"
+    assert not (store.path / "c.png").exists()
+
+
+def test_a_record_after_a_torn_line_starts_a_line_of_its_own(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.append_record({"key": "a", "status": "ok"})
+    with open(store.path / "records.jsonl", "ab") as handle:
+        handle.write('{"key": "b", "model": "\u00e9'.encode()[:-1])  # torn inside a character
+    store.append_record({"key": "c", "status": "ok"})
+    with pytest.warns(UserWarning, match="records.jsonl:2: skipping a torn"):
+        assert [r["key"] for r in store.records()] == ["a", "c"]
+
+
+def test_only_one_process_writes_a_run_at_a_time(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    with store.lock():
+        with pytest.raises(ConfigError, match="another harness process"):
+            with RunStore.open(store.path).lock():
+                pass
+    with store.lock():  # released when the holder is done
+        pass
+
+
+def test_binary_files_are_written_atomically_too(tmp_path: Path) -> None:
+    write_atomic(tmp_path / "w.pt", b"\x00\xff")
+    assert (tmp_path / "w.pt").read_bytes() == b"\x00\xff"

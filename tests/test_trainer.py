@@ -8,8 +8,8 @@ from torch import nn
 
 from harness.recipe import Recipe
 from harness.tasks import load_task, prepare
-from harness.trainer import (clip_gradients, evaluate, evaluation_batches, predict,
-                             seed_everything, steady_rate, train)
+from harness.trainer import (MAX_LOSS, clip_gradients, evaluate, evaluation_batches,
+                             perplexity, predict, seed_everything, steady_rate, train)
 from harness_builtins.rnn import build_scratch
 from harness_builtins.samplers import SAMPLERS
 
@@ -132,3 +132,14 @@ def test_predict_is_greedy_and_deterministic(data) -> None:
     a = predict(model, "the ti", 7, dataset, CPU)
     assert a == predict(model, "the ti", 7, dataset, CPU)
     assert a.startswith("the ti") and len(a) == 13
+
+
+def test_a_loss_whose_perplexity_overflows_counts_as_divergence(data) -> None:
+    assert perplexity(2.0) == math.exp(2.0) and perplexity(MAX_LOSS + 1) == math.inf
+    task, dataset = data
+    rng = seed_everything(0)
+    model = build_scratch(len(dataset.vocab), task.recipe.model_settings(), CPU)
+    with torch.no_grad():
+        model.W_hq.mul_(1e6)  # finite, but logits far beyond what exp() can hold
+    result = train(model, SAMPLER["sequential"], dataset, task.recipe, CPU, rng, quiet=True)
+    assert result.status == "diverged" and "at step 1 of epoch 1" in result.error

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from harness import hookimpl
 from harness.contracts import ModelSettings, ModelSpec
+from harness_builtins.kernels import tanh_recurrence
 
 
 class RNNScratch(nn.Module):
@@ -25,7 +26,9 @@ class RNNScratch(nn.Module):
     The input is one-hot by definition; ``one_hot(X) @ W_xh`` is computed as the row
     lookup ``W_xh[X]`` (identical values and gradients, without the V-wide product), and
     the input and output projections run once over all time steps instead of once per
-    step. Only ``H @ W_hh`` stays inside the time loop, where the recurrence puts it.
+    step. Only ``H @ W_hh`` stays inside the time loop, where the recurrence puts it, and
+    that loop runs in a fused kernel with a hand-written backward pass
+    (:mod:`harness_builtins.kernels`).
     """
 
     def __init__(self, vocab_size: int, num_hiddens: int, device: torch.device) -> None:
@@ -48,12 +51,9 @@ class RNNScratch(nn.Module):
         (H,) = state
         # one_hot(X.T) @ W_xh + b_h for every step at once: (T, B, H)
         inputs = F.embedding(X.T, self.W_xh) + self.b_h
-        hiddens = []
-        for x_proj in inputs:  # (B, H) per step
-            H = torch.tanh(torch.addmm(x_proj, H, self.W_hh))
-            hiddens.append(H)
-        outputs = torch.cat(hiddens, dim=0) @ self.W_hq + self.b_q  # (T * B, V)
-        return outputs, (H,)
+        hiddens = tanh_recurrence(inputs, H, self.W_hh)  # (T, B, H)
+        outputs = torch.addmm(self.b_q, hiddens.reshape(-1, self.num_hiddens), self.W_hq)
+        return outputs, (hiddens[-1],)  # outputs: (T * B, V)
 
 
 class TorchRNN(nn.Module):

@@ -1,0 +1,89 @@
+"""Where a harness training step spends its time: the model vs the harness around it.
+
+Profiles ``harness.trainer.train`` with cProfile for a few epochs and splits the time into
+the model's work (forward, loss, backward, optimizer step) and the harness's own work
+around it (batching by the sampler, state reset/detach, gradient clipping, metrics, the
+progress bar). cProfile slows Python-level calls more than torch kernels, so the harness
+share it reports is an upper bound.
+
+    python benchmarks/overhead.py --corpus ../shared/data/timemachine.txt --model scratch
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+from pathlib import Path
+
+import torch
+
+from harness.plugins import load_registry
+from harness.tasks import load_task, prepare
+from harness.trainer import seed_everything, train
+
+# (label, substring of "file:function" in the profile) for the harness's own work
+HARNESS_PARTS = [
+    ("batching (sampler)", "samplers.py:seq_data_iter"),
+    ("state reset/detach", "contracts.py:next_state"),
+    ("gradient clipping", "trainer.py:clip_gradients"),
+    ("metrics (loss.item)", "method 'item'"),
+    ("progress bar", "tqdm"),
+]
+MODEL_PARTS = [
+    ("forward", "module.py:_wrapped_call_impl"),
+    ("loss", "functional.py:cross_entropy"),
+    ("backward", "_tensor.py:backward"),
+    ("optimizer step", "optimizer.py:wrapper"),
+    ("zero_grad", "optimizer.py:zero_grad"),
+]
+
+
+def cumulative(stats: pstats.Stats, needle: str) -> float:
+    """Cumulative seconds of the outermost profile entries matching ``needle``."""
+    total = 0.0
+    for (filename, _, name), (_, _, _, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
+        key = f"{Path(filename).name}:{name}"
+        if needle in key or needle in name:
+            total += cum
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="scratch")
+    parser.add_argument("--sampler", default="sequential")
+    parser.add_argument("--corpus", type=Path)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--hiddens", type=int, default=512)
+    args = parser.parse_args()
+    task = load_task("timemachine")
+    recipe = task.recipe.with_overrides(epochs=args.epochs, num_hiddens=args.hiddens,
+                                        valid_tokens=0)
+    data = prepare(task, recipe, args.corpus)
+    registry = load_registry(autoload=False)
+    rng = seed_everything(0)
+    model = registry.model(args.model).factory(len(data.vocab), recipe.model_settings(),
+                                               torch.device("cpu"))
+    sampler = registry.sampler(args.sampler)
+    train(model, sampler, data, recipe.with_overrides(epochs=1), torch.device("cpu"), rng,
+          prefixes=(), quiet=True)  # warm-up
+    profiler = cProfile.Profile()
+    profiler.enable()
+    train(model, sampler, data, recipe, torch.device("cpu"), rng, prefixes=(), quiet=False)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = cumulative(stats, "trainer.py:train")
+    print(f"model {args.model}, sampler {args.sampler}, {args.epochs} epochs, "
+          f"{total:.2f} s in train() under cProfile")
+    print("| part | seconds | share of train() |\n|---|---:|---:|")
+    rows = [("model: " + label, cumulative(stats, needle)) for label, needle in MODEL_PARTS]
+    rows += [("harness: " + label, cumulative(stats, needle)) for label, needle in HARNESS_PARTS]
+    for label, seconds in rows:
+        print(f"| {label} | {seconds:.3f} | {100 * seconds / total:.2f}% |")
+    harness = sum(s for label, s in rows if label.startswith("harness"))
+    print(f"| harness total | {harness:.3f} | {100 * harness / total:.2f}% |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Text generation from a trained model: d2l's ``predict_ch8``, greedy or sampled.
+
+The state is warmed up on the prefix, then each step feeds the previous output back in.
+Greedy decoding (the default, and what the trainer's samples use) takes the most likely
+token; with a temperature > 0 the next token is drawn from ``softmax(logits / T)``,
+optionally restricted to the ``top_k`` most likely tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from harness.contracts import LanguageModel
+from harness.errors import ConfigError
+from harness.text import Vocab, tokenize
+
+
+def choose(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
+           generator: torch.Generator | None = None) -> int:
+    """The next token from one row of logits ``(V,)``: argmax when ``temperature`` is 0."""
+    if temperature <= 0:
+        return int(logits.argmax())
+    scaled = logits.float().cpu() / temperature
+    if top_k is not None and top_k < scaled.numel():
+        threshold = torch.topk(scaled, top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
+    probs = torch.softmax(scaled, dim=0)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+@torch.no_grad()
+def generate(model: LanguageModel, prefix: list[int], num_preds: int, device: torch.device,
+             temperature: float = 0.0, top_k: int | None = None,
+             generator: torch.Generator | None = None) -> list[int]:
+    """``prefix`` followed by ``num_preds`` generated token ids."""
+    if not prefix:
+        raise ConfigError("the prefix is empty: give at least one token to start from")
+    was_training = model.training
+    model.eval()
+    state = model.begin_state(1, device)
+    outputs = [prefix[0]]
+    for token in prefix[1:]:  # warm-up: only the state matters
+        _, state = model(torch.tensor([[outputs[-1]]], device=device), state)
+        outputs.append(token)
+    for _ in range(num_preds):
+        logits, state = model(torch.tensor([[outputs[-1]]], device=device), state)  # (1, V)
+        outputs.append(choose(logits[-1], temperature, top_k, generator))
+    model.train(was_training)
+    return outputs
+
+
+def complete(model: LanguageModel, prefix: str, num_preds: int, vocab: Vocab, tokenizer: str,
+             separator: str, device: torch.device, **sampling: object) -> str:
+    """The text of ``prefix`` and its continuation (``sampling``: see :func:`generate`)."""
+    ids = vocab.encode(tokenize([prefix], tokenizer)[0])
+    return vocab.decode(generate(model, ids, num_preds, device, **sampling), separator)

@@ -1,0 +1,75 @@
+"""Ctrl-C and SIGTERM as an exception the run can clean up after.
+
+By default SIGINT raises ``KeyboardInterrupt`` wherever Python happens to be, and SIGTERM
+kills the process without running any ``finally``. While a run is in progress both become
+:class:`RunInterrupted`, so the driver can mark the run ``interrupted`` and stop its
+workers; inside :meth:`SignalGuard.held` (writing a record) the signal waits until the
+write is done, so a record is never half-written by our own hand.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT or SIGTERM. A ``KeyboardInterrupt``, so that a plugin's
+    ``except Exception`` never swallows it."""
+
+    def __init__(self, signum: int, run_dir: Path | None = None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.run_dir = run_dir
+        """The run directory it interrupted, once the driver knows it."""
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+class SignalGuard:
+    """Turns SIGINT and SIGTERM into :class:`RunInterrupted` while installed."""
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._pending: int | None = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._held:
+            self._pending = signum
+            return
+        raise RunInterrupted(signum)
+
+    @contextmanager
+    def installed(self) -> Iterator[SignalGuard]:
+        """Install the handlers for the duration (only possible in the main thread; in any
+        other thread this does nothing and the process keeps its own handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {signum: signal.signal(signum, self._handle) for signum in HANDLED}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Delay a signal until the block is done, then raise it."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        if not self._held and self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise RunInterrupted(signum)

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from harness.errors import ConfigError
+from harness.generate import choose, generate
+
+LOGITS = torch.tensor([0.1, 2.0, 1.5, -1.0, 1.9])
+
+
+def test_zero_temperature_is_greedy() -> None:
+    assert choose(LOGITS) == 1 and choose(LOGITS, temperature=0.0, top_k=3) == 1
+
+
+def test_top_1_is_greedy_at_any_temperature() -> None:
+    assert {choose(LOGITS, 5.0, 1, torch.Generator().manual_seed(s)) for s in range(20)} == {1}
+
+
+def test_top_k_draws_only_among_the_k_likeliest() -> None:
+    generator = torch.Generator().manual_seed(0)
+    drawn = {choose(LOGITS, 10.0, 3, generator) for _ in range(300)}
+    assert drawn == {1, 4, 2}
+
+
+def test_draws_repeat_with_the_same_seed() -> None:
+    def draws(seed: int) -> list[int]:
+        generator = torch.Generator().manual_seed(seed)
+        return [choose(LOGITS, 1.0, None, generator) for _ in range(30)]
+
+    assert draws(5) == draws(5) and len(set(draws(5))) > 1
+
+
+class Counter(torch.nn.Module):
+    """Predicts token (last input + 1) mod V: a model whose greedy output is known."""
+
+    def begin_state(self, batch_size, device):
+        return None
+
+    def forward(self, X, state):
+        return torch.nn.functional.one_hot((X.T.reshape(-1) + 1) % 5, 5).float() * 10, state
+
+
+def test_generate_warms_up_on_the_prefix_then_continues() -> None:
+    assert generate(Counter(), [3, 0, 2], 4, torch.device("cpu")) == [3, 0, 2, 3, 4, 0, 1]
+    with pytest.raises(ConfigError, match="prefix is empty"):
+        generate(Counter(), [], 4, torch.device("cpu"))

@@ -1,0 +1,156 @@
+"""Interrupting a run (a real process sent SIGINT or SIGTERM) and resuming it."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.api import load_run, run
+from harness.cli import main
+from harness.errors import ConfigError
+from harness.plan import make_plan
+from harness.plugins import load_registry
+from harness.resume import load_plan, plan_manifest, remaining
+from harness.store import RunStore
+
+GRID = ["--models", "scratch", "--samplers", "sequential,random,sequential-reset",
+        "--epochs", "3"]
+COLUMNS = ["model", "sampler", "seed", "status", "train_ppl", "valid_ppl", "num_params"]
+
+
+def launch(small_task: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--task", str(small_task), *GRID,
+         "-o", str(out), "-q", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_first_record(out: Path, process: subprocess.Popen) -> Path:
+    """The run directory, once its records.jsonl holds a complete line."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for records in out.glob("*/records.jsonl"):
+            if records.read_text().endswith("\n"):
+                return records.parent
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before it was signalled: {process.communicate()}")
+        time.sleep(0.02)
+    pytest.fail("no record appeared")
+
+
+def records_of(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_sigint_keeps_finished_work_and_resume_gives_the_uninterrupted_table(
+        small_task: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    process = launch(small_task, out)
+    run_dir = wait_for_first_record(out, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert f"harness run --resume {run_dir}" in err
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    done = len(records_of(run_dir))
+    assert 1 <= done < 3
+
+    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["resumed"][0]["combinations"] == 3 - done
+    assert len(records_of(run_dir)) == 3  # only the missing ones ran
+    reference = run(models=["scratch"], samplers=["sequential", "random", "sequential-reset"],
+                    epochs=3, task=str(small_task), output_dir=tmp_path / "ref", quiet=True)
+    assert load_run(run_dir)[COLUMNS].equals(reference.table[COLUMNS])
+    assert len(resumed.stdout.splitlines()) == 2 + 3  # the table of the whole run
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_under_jobs_marks_the_run_interrupted_and_leaves_no_workers(
+        small_task: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    process = launch(small_task, out, "--jobs", "2")
+    run_dir = wait_for_first_record(out, process)
+    workers = children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert all(r["status"] == "ok" for r in records_of(run_dir))
+    assert workers
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_resume_refuses_options_that_change_what_runs(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["run", "--resume", str(tmp_path), "--epochs", "5",
+                                       "--models", "nnrnn"])
+    assert result.exit_code == 2
+    assert "drop" in result.output and "--models" in result.output and "--epochs" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["run", "--resume", str(tmp_path)])
+    assert result.exit_code == 2 and "not a run directory" in result.output
+
+
+def test_resume_refuses_a_run_another_process_is_writing(small_task: Path,
+                                                         tmp_path: Path) -> None:
+    plan = make_plan(load_registry(), ["scratch"], ["sequential"], [0], str(small_task))
+    store = RunStore.create(tmp_path, {"settings": plan.settings(),
+                                       "plan": plan_manifest(plan, False)})
+    with store.lock():
+        result = CliRunner().invoke(main, ["run", "--resume", str(store.path)])
+    assert result.exit_code == 2 and "another harness process" in result.output
+
+
+def test_the_plan_comes_back_from_the_manifest(small_task: Path, small_corpus: Path) -> None:
+    registry = load_registry()
+    plan = make_plan(registry, ["scratch", "nnrnn"], ["random"], [3, 1], str(small_task),
+                     {"epochs": 7})
+    manifest = json.loads(json.dumps({"settings": plan.settings(),
+                                      "plan": plan_manifest(plan, True)}))
+    again, checkpoints = load_plan(manifest, registry, Path("run"))
+    assert again.combinations == plan.combinations and again.recipe == plan.recipe
+    assert checkpoints is True
+    small_corpus.write_text(small_corpus.read_text() + " more", encoding="utf-8")
+    with pytest.raises(ConfigError, match="was trained on sha1"):
+        load_plan(manifest, registry, Path("run"))
+
+
+def test_remaining_is_what_has_no_record_or_failed_when_asked(small_task: Path) -> None:
+    plan = make_plan(load_registry(), ["scratch"], ["sequential", "random"], [0, 1],
+                     str(small_task))
+    a, b, c, d = plan.combinations
+    records = [{"key": a.key, "status": "ok"}, {"key": b.key, "status": "crashed"},
+               {"key": c.key, "status": "diverged"}]
+    assert remaining(plan, records) == [d]
+    assert remaining(plan, records, retry_failed=True) == [b, d]
+
+
+def test_retry_failed_needs_resume() -> None:
+    result = CliRunner().invoke(main, ["run", "--retry-failed"])
+    assert result.exit_code == 2 and "--resume" in result.output

@@ -1,0 +1,34 @@
+import os
+import signal
+
+import pytest
+
+from harness.signals import RunInterrupted, SignalGuard
+
+
+def test_sigterm_becomes_run_interrupted_and_handlers_are_restored() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RunInterrupted) as info:
+        with SignalGuard().installed():
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert info.value.signum == signal.SIGTERM and info.value.exit_code == 143
+    assert isinstance(info.value, KeyboardInterrupt)  # no plugin's "except Exception" eats it
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigint_exit_code_is_130() -> None:
+    with pytest.raises(RunInterrupted) as info:
+        with SignalGuard().installed():
+            os.kill(os.getpid(), signal.SIGINT)
+    assert info.value.exit_code == 130
+
+
+def test_a_held_block_finishes_before_the_signal_is_raised() -> None:
+    guard, steps = SignalGuard(), []
+    with pytest.raises(RunInterrupted):
+        with guard.installed():
+            with guard.held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                steps.append("record written")
+            steps.append("never reached")
+    assert steps == ["record written"]

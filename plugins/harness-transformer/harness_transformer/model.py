@@ -18,16 +18,15 @@ continue a sequence is the tokens before it. So its *state is its context window
 
 Positions are learned absolute embeddings numbered from the start of the window. A window
 longer than any trained on would reach untrained position embeddings, so the model records
-the longest window it was trained on (``trained_context``, saved in ``state_dict`` as extra
-state, much as BatchNorm keeps running statistics) and in eval mode looks back no further.
+the longest window it was trained on (the buffer ``trained_context``, saved in
+``state_dict`` much as BatchNorm keeps its running statistics) and in eval mode looks back
+no further.
 
 Shapes in comments: B batch, T steps of ``X``, L = S + T tokens attended, C = width
 (``num_hiddens``), V vocabulary.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -99,8 +98,8 @@ class CausalTransformer(nn.Module):
         width = settings.num_hiddens
         heads = num_heads(width)
         self.max_len = max_len
-        self.trained_context = 0
-        """The longest window (tokens attended) seen in training; 0 before training."""
+        # the longest window (tokens attended) seen in training; 0 before training
+        self.register_buffer("trained_context", torch.zeros((), dtype=torch.long))
         self.tok_emb = nn.Embedding(vocab_size, width)
         self.pos_emb = nn.Embedding(max_len, width)
         self.dropout = nn.Dropout(settings.dropout)
@@ -122,9 +121,8 @@ class CausalTransformer(nn.Module):
     def window(self) -> int:
         """How many tokens a forward pass may attend over: ``max_len`` in training; in eval
         mode the longest window trained on (``max_len`` for an untrained model)."""
-        if self.training or not self.trained_context:
-            return self.max_len
-        return min(self.trained_context, self.max_len)
+        trained = 0 if self.training else int(self.trained_context)
+        return min(trained, self.max_len) if trained else self.max_len
 
     def forward(self, X: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         B, T = X.shape
@@ -135,7 +133,7 @@ class CausalTransformer(nn.Module):
         tokens = torch.cat((state[:, max(state.shape[1] - keep, 0):], X), dim=1)  # (B, L)
         L = tokens.shape[1]
         if self.training:
-            self.trained_context = max(self.trained_context, L)
+            self.trained_context.clamp_(min=L)  # in place, no host sync
         positions = torch.arange(L, device=tokens.device)
         h = self.dropout(self.tok_emb(tokens) + self.pos_emb(positions))  # (B, L, C)
         for block in self.blocks:
@@ -143,9 +141,3 @@ class CausalTransformer(nn.Module):
         h = self.ln_f(h[:, L - T:])  # (B, T, C): only X's positions are predicted
         logits = self.head(h.transpose(0, 1).reshape(T * B, -1))  # time-major (T * B, V)
         return logits, tokens[:, -(self.max_len - 1):]
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"trained_context": self.trained_context}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.trained_context = int(state["trained_context"])

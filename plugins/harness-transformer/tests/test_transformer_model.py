@@ -82,6 +82,8 @@ def test_eval_looks_back_no_further_than_training_did() -> None:
     copy = model(max_len=32)
     copy.load_state_dict(m.state_dict())  # the trained window is part of the weights
     assert copy.trained_context == 6
+    # tensors only, as harness's checkpoints (torch.load(weights_only=True)) require
+    assert all(isinstance(v, torch.Tensor) for v in m.state_dict().values())
 
 
 def test_too_many_steps_is_a_clear_error() -> None:

@@ -86,20 +86,24 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=35)
     parser.add_argument("--lr", type=float, default=1.0)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="the harness side's precision (the seed's code is always fp32)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     task = load_task("timemachine")
     recipe = task.recipe.with_overrides(num_hiddens=args.hiddens, batch_size=args.batch_size,
                                         num_steps=args.steps, lr=args.lr, epochs=args.epochs,
-                                        valid_tokens=0)
+                                        valid_tokens=0, precision=args.precision)
     data = prepare(task, recipe, args.corpus)
     registry = load_registry(autoload=False)
     V = len(data.vocab)
     print(f"torch {torch.__version__}, {args.threads} thread(s), sampler {args.sampler}, "
           f"hidden {args.hiddens}, batch {args.batch_size} x {args.steps} steps, "
-          f"{len(data.train)} tokens/epoch, {args.rounds} rounds x {args.epochs} epochs")
-    print("| model | seed tok/s | harness tok/s | ratio | ceiling tok/s | seed % | harness % |")
+          f"{len(data.train)} tokens/epoch, {args.rounds} rounds x {args.epochs} epochs, "
+          f"harness precision {args.precision}")
+    print("| model | seed tok/s | harness tok/s | ratio | ceiling tok/s "
+          f"({args.precision}) | seed % | harness % |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
         random.seed(0)
@@ -122,7 +126,8 @@ def main() -> None:
             seed += seed_rates(net, updater, data.train, args, args.epochs)
             ours += harness_rates(args.epochs)
         a, b = statistics.median(seed), statistics.median(ours)
-        top = ceiling(name, V, args.hiddens, args.batch_size, torch.float32)
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+        top = ceiling(name, V, args.hiddens, args.batch_size, dtype)
         print(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x | {top:,.0f} | "
               f"{100 * a / top:.0f}% | {100 * b / top:.0f}% |", flush=True)
 

@@ -1,6 +1,6 @@
 import torch
 
-from harness_builtins.kernels import tanh_recurrence
+from harness_builtins.kernels import gru_recurrence, lstm_recurrence, tanh_recurrence
 
 
 def reference(A, h, W):
@@ -46,3 +46,46 @@ def test_bf16_under_autocast_keeps_fp32_gradients() -> None:
     assert A.grad.dtype == W.grad.dtype == torch.float32
     torch.testing.assert_close(hs.float(), reference(A.detach(), h0, W.detach()),
                                atol=0.05, rtol=0.05)
+
+
+def lstm_reference(X, h, c, W):
+    n = h.shape[1]
+    hs, cs = [], []
+    for x in X:
+        p = x + h @ W
+        i, f, o = torch.sigmoid(p[:, :3 * n]).chunk(3, 1)
+        c = f * c + i * torch.tanh(p[:, 3 * n:])
+        h = o * torch.tanh(c)
+        hs.append(h)
+        cs.append(c)
+    return torch.stack(hs), torch.stack(cs)
+
+
+def gru_reference(X_zr, X_h, h, W_hzr, W_hh):
+    hs = []
+    for a, b in zip(X_zr, X_h):
+        z, r = torch.sigmoid(a + h @ W_hzr).chunk(2, 1)
+        h_tilda = torch.tanh(b + (r * h) @ W_hh)
+        h = z * h + (1 - z) * h_tilda
+        hs.append(h)
+    return torch.stack(hs)
+
+
+def double(*shape, scale=1.0):
+    return (torch.randn(*shape, dtype=torch.float64) * scale).requires_grad_(True)
+
+
+def test_lstm_recurrence_passes_gradcheck_and_matches_the_equations() -> None:
+    torch.manual_seed(3)
+    args = (double(5, 3, 16), double(3, 4), double(3, 4), double(4, 16, scale=0.5))
+    assert torch.autograd.gradcheck(lstm_recurrence, args)
+    for ours, ref in zip(lstm_recurrence(*args), lstm_reference(*args)):
+        torch.testing.assert_close(ours, ref)
+
+
+def test_gru_recurrence_passes_gradcheck_and_matches_the_equations() -> None:
+    torch.manual_seed(4)
+    args = (double(5, 3, 8), double(5, 3, 4), double(3, 4), double(4, 8, scale=0.5),
+            double(4, 4, scale=0.5))
+    assert torch.autograd.gradcheck(gru_recurrence, args)
+    torch.testing.assert_close(gru_recurrence(*args), gru_reference(*args))

@@ -18,7 +18,9 @@ Speed without changing the math: the input is one-hot, so ``one_hot(X) @ W_x?`` 
 lookup ``W_x?[X]``; the input projections of all gates and all steps are computed at once
 before the time loop (the gates' weights side by side), the hidden-to-hidden products of the
 gates that share an input are one product per step, and the output layer runs once after
-the loop. The tests check outputs and gradients against a transcription of d2l's code.
+the loop. The time loop itself runs in fused kernels with hand-written backward passes
+(:mod:`harness_builtins.kernels`). The tests check outputs and gradients against a
+transcription of d2l's code.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch.nn import functional as F
 
 from harness import hookimpl
 from harness.contracts import ModelSettings, ModelSpec
+from harness_builtins.kernels import gru_recurrence, lstm_recurrence
 from harness_builtins.rnn import build_torch_rnn
 
 
@@ -102,17 +105,10 @@ class GRULayer(ScratchLayer):
     def forward(self, projected: Tensor, state: tuple[Tensor, ...]
                 ) -> tuple[Tensor, tuple[Tensor, ...]]:
         (H,) = state
-        n = self.num_hiddens
-        # unbind, not indexing: its backward stacks, where x[t] would scatter into zeros
-        x_zr, x_h = (x.unbind(0) for x in projected.split((2 * n, n), dim=-1))  # (B, 2H), (B, H)
+        x_zr, x_h = projected.split((2 * self.num_hiddens, self.num_hiddens), dim=-1)
         W_hzr = torch.cat((self.W_hz, self.W_hr), dim=1)  # Z and R both read H: one product
-        hiddens = []
-        for x_zr_t, x_h_t in zip(x_zr, x_h):
-            Z, R = torch.sigmoid(torch.addmm(x_zr_t, H, W_hzr)).chunk(2, dim=1)
-            H_tilda = torch.tanh(torch.addmm(x_h_t, R * H, self.W_hh))
-            H = Z * H + (1 - Z) * H_tilda
-            hiddens.append(H)
-        return torch.stack(hiddens), (H,)
+        hiddens = gru_recurrence(x_zr, x_h, H, W_hzr, self.W_hh)  # (T, B, H)
+        return hiddens, (hiddens[-1],)
 
 
 class LSTMLayer(ScratchLayer):
@@ -134,17 +130,9 @@ class LSTMLayer(ScratchLayer):
     def forward(self, projected: Tensor, state: tuple[Tensor, ...]
                 ) -> tuple[Tensor, tuple[Tensor, ...]]:
         H, C = state
-        n = self.num_hiddens
         W_h = torch.cat((self.W_hi, self.W_hf, self.W_ho, self.W_hc), dim=1)  # all read H
-        hiddens = []
-        for x_t in projected:  # (B, 4H) per step
-            ifo, c = torch.addmm(x_t, H, W_h).split((3 * n, n), dim=1)
-            I, F_, O = torch.sigmoid(ifo).chunk(3, dim=1)
-            C_tilda = torch.tanh(c)
-            C = F_ * C + I * C_tilda
-            H = O * torch.tanh(C)
-            hiddens.append(H)
-        return torch.stack(hiddens), (H, C)
+        hiddens, cells = lstm_recurrence(projected, H, C, W_h)  # (T, B, H) each
+        return hiddens, (hiddens[-1], cells[-1])
 
 
 class ScratchStack(nn.Module):

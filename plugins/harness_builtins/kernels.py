@@ -65,3 +65,127 @@ def tanh_recurrence(A: Tensor, h0: Tensor, W_hh: Tensor) -> Tensor:
     """All hidden states of a tanh RNN, in autocast's dtype where it is on; see
     :class:`TanhRecurrence`."""
     return TanhRecurrence.apply(A, h0, W_hh, compute_dtype(A))
+
+
+class LSTMRecurrence(torch.autograd.Function):
+    """d2l §9.2's LSTM over all steps: ``P_t = X_t + H_{t-1} @ W_h`` with the gates side by
+    side ``[I | F | O | C~]`` (B, 4H); ``C_t = F * C_{t-1} + I * C~``, ``H_t = O * tanh(C_t)``.
+
+    ``X`` (T, B, 4H) is the input projection plus biases for every step. Returns all hidden
+    states and all memory cells, each (T, B, H). The backward pass walks the steps once,
+    doing per step only the product the recurrence forces (``dP_t @ W_h^T``), and computes
+    ``dW_h`` as one ``(H, T*B) @ (T*B, 4H)`` product.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, X: Tensor, h0: Tensor, c0: Tensor, W_h: Tensor,
+                dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        ctx.dtypes = (X.dtype, h0.dtype, c0.dtype, W_h.dtype)
+        X, h, c, W_h = X.to(dtype), h0.to(dtype), c0.to(dtype), W_h.to(dtype)
+        n = h.shape[-1]
+        gates = torch.empty_like(X)  # activated [I | F | O | C~] per step
+        hs = X.new_empty(X.shape[:-1] + (n,))
+        cs, tanh_cs = torch.empty_like(hs), torch.empty_like(hs)
+        for t in range(X.shape[0]):
+            g = torch.addmm(X[t], h, W_h, out=gates[t])
+            g[:, : 3 * n].sigmoid_()
+            g[:, 3 * n:].tanh_()
+            i, f, o, c_tilda = g.chunk(4, dim=1)
+            c = torch.addcmul(f * c, i, c_tilda, out=cs[t])
+            torch.tanh(c, out=tanh_cs[t])
+            h = torch.mul(o, tanh_cs[t], out=hs[t])
+        ctx.save_for_backward(h0.to(dtype), c0.to(dtype), W_h, gates, hs, cs, tanh_cs)
+        return hs, cs
+
+    @staticmethod
+    def backward(ctx: Any, grad_hs: Tensor | None, grad_cs: Tensor | None
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, None]:
+        h0, c0, W_h, gates, hs, cs, tanh_cs = ctx.saved_tensors
+        grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.to(hs.dtype)
+        grad_X = torch.empty_like(gates)
+        W_t = W_h.t()
+        carry_h, carry_c = torch.zeros_like(h0), torch.zeros_like(c0)
+        for t in range(hs.shape[0] - 1, -1, -1):
+            i, f, o, c_tilda = gates[t].chunk(4, dim=1)
+            c_prev = cs[t - 1] if t > 0 else c0
+            dh = grad_hs[t] + carry_h
+            dc = carry_c + dh * o * (1 - tanh_cs[t].square())
+            if grad_cs is not None:
+                dc = dc + grad_cs[t]
+            d_i, d_f, d_o, d_c = grad_X[t].chunk(4, dim=1)
+            torch.mul(dc * c_tilda, i * (1 - i), out=d_i)
+            torch.mul(dc * c_prev, f * (1 - f), out=d_f)
+            torch.mul(dh * tanh_cs[t], o * (1 - o), out=d_o)
+            torch.mul(dc * i, 1 - c_tilda.square(), out=d_c)
+            carry_h = grad_X[t] @ W_t
+            carry_c = dc * f
+        previous = torch.cat((h0.unsqueeze(0), hs[:-1]))
+        size = hs.shape[-1]
+        grad_W = previous.reshape(-1, size).t() @ grad_X.reshape(-1, 4 * size)
+        dtype_X, dtype_h0, dtype_c0, dtype_W = ctx.dtypes
+        return (grad_X.to(dtype_X), carry_h.to(dtype_h0), carry_c.to(dtype_c0),
+                grad_W.to(dtype_W), None)
+
+
+def lstm_recurrence(X: Tensor, h0: Tensor, c0: Tensor, W_h: Tensor) -> tuple[Tensor, Tensor]:
+    """All hidden states and memory cells of an LSTM layer; see :class:`LSTMRecurrence`."""
+    return LSTMRecurrence.apply(X, h0, c0, W_h, compute_dtype(X))
+
+
+class GRURecurrence(torch.autograd.Function):
+    """d2l §9.1's GRU over all steps: ``[Z | R] = sigmoid(X_zr_t + H_{t-1} @ W_hzr)``,
+    ``H~ = tanh(X_h_t + (R * H_{t-1}) @ W_hh)``, ``H_t = Z * H_{t-1} + (1 - Z) * H~``.
+
+    ``X_zr`` (T, B, 2H) and ``X_h`` (T, B, H) are the input projections plus biases. Returns
+    all hidden states (T, B, H); weight gradients are one product each after the loop.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, X_zr: Tensor, X_h: Tensor, h0: Tensor, W_hzr: Tensor, W_hh: Tensor,
+                dtype: torch.dtype) -> Tensor:
+        ctx.dtypes = (X_zr.dtype, X_h.dtype, h0.dtype, W_hzr.dtype, W_hh.dtype)
+        X_zr, X_h, h = X_zr.to(dtype), X_h.to(dtype), h0.to(dtype)
+        W_hzr, W_hh = W_hzr.to(dtype), W_hh.to(dtype)
+        zr = torch.empty_like(X_zr)
+        h_tildas, rhs, hs = torch.empty_like(X_h), torch.empty_like(X_h), torch.empty_like(X_h)
+        for t in range(X_h.shape[0]):
+            torch.addmm(X_zr[t], h, W_hzr, out=zr[t]).sigmoid_()
+            z, r = zr[t].chunk(2, dim=1)
+            rh = torch.mul(r, h, out=rhs[t])
+            h_tilda = torch.addmm(X_h[t], rh, W_hh, out=h_tildas[t]).tanh_()
+            h = torch.add(h_tilda, z * (h - h_tilda), out=hs[t])  # Z*H + (1-Z)*H~
+        ctx.save_for_backward(h0.to(dtype), W_hzr, W_hh, zr, h_tildas, rhs, hs)
+        return hs
+
+    @staticmethod
+    def backward(ctx: Any, grad_hs: Tensor
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, None]:
+        h0, W_hzr, W_hh, zr, h_tildas, rhs, hs = ctx.saved_tensors
+        grad_hs = grad_hs.to(hs.dtype)
+        grad_zr, grad_h = torch.empty_like(zr), torch.empty_like(hs)
+        W_hzr_t, W_hh_t = W_hzr.t(), W_hh.t()
+        carry = torch.zeros_like(h0)
+        for t in range(hs.shape[0] - 1, -1, -1):
+            z, r = zr[t].chunk(2, dim=1)
+            h_prev = hs[t - 1] if t > 0 else h0
+            h_tilda = h_tildas[t]
+            dh = grad_hs[t] + carry
+            torch.mul(dh * (1 - z), 1 - h_tilda.square(), out=grad_h[t])  # d pre-tanh
+            d_rh = grad_h[t] @ W_hh_t
+            d_z, d_r = grad_zr[t].chunk(2, dim=1)
+            torch.mul(dh * (h_prev - h_tilda), z * (1 - z), out=d_z)
+            torch.mul(d_rh * h_prev, r * (1 - r), out=d_r)
+            carry = torch.addmm(dh * z + d_rh * r, grad_zr[t], W_hzr_t)
+        previous = torch.cat((h0.unsqueeze(0), hs[:-1]))
+        size = hs.shape[-1]
+        grad_W_hzr = previous.reshape(-1, size).t() @ grad_zr.reshape(-1, 2 * size)
+        grad_W_hh = rhs.reshape(-1, size).t() @ grad_h.reshape(-1, size)
+        d = ctx.dtypes
+        return (grad_zr.to(d[0]), grad_h.to(d[1]), carry.to(d[2]), grad_W_hzr.to(d[3]),
+                grad_W_hh.to(d[4]), None)
+
+
+def gru_recurrence(X_zr: Tensor, X_h: Tensor, h0: Tensor, W_hzr: Tensor, W_hh: Tensor
+                   ) -> Tensor:
+    """All hidden states of a GRU layer; see :class:`GRURecurrence`."""
+    return GRURecurrence.apply(X_zr, X_h, h0, W_hzr, W_hh, compute_dtype(X_h))

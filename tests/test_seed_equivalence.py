@@ -1,0 +1,85 @@
+"""The optimised built-in models train exactly like the seed's own code.
+
+Same parameters, same batches, 20 steps of the seed's training step (cross-entropy, clipping
+at 1, SGD with lr 1): the losses agree within 1e-4 at every step. The seed's side is
+``benchmarks/d2l_seed.py``, a verbatim copy of d2l's code path.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from harness.contracts import ModelSettings
+from harness.trainer import clip_gradients
+from harness_builtins.gated import build_scratch_gru, build_scratch_lstm
+from harness_builtins.rnn import build_scratch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import d2l_seed  # noqa: E402
+
+CPU = torch.device("cpu")
+BUILDERS = {"scratch": build_scratch, "scratch-gru": build_scratch_gru,
+            "scratch-lstm": build_scratch_lstm}
+
+
+def batches(steps: int, batch_size: int = 8, num_steps: int = 12, vocab: int = 28):
+    corpus = torch.randint(0, vocab, (steps * batch_size * num_steps + 1,),
+                           generator=torch.Generator().manual_seed(1)).tolist()
+    return list(_sequential(corpus, batch_size, num_steps))[:steps]
+
+
+def _sequential(corpus, batch_size, num_steps):
+    """The seed's sequential partitioning with offset 0 (no draw from ``random``)."""
+    n = (len(corpus) - 1) // batch_size * batch_size
+    Xs = torch.tensor(corpus[:n]).reshape(batch_size, -1)
+    Ys = torch.tensor(corpus[1:n + 1]).reshape(batch_size, -1)
+    for i in range(0, Xs.shape[1] // num_steps * num_steps, num_steps):
+        yield Xs[:, i:i + num_steps], Ys[:, i:i + num_steps]
+
+
+def d2l_order(model: nn.Module) -> list[nn.Parameter]:
+    """The model's parameters in the order of d2l's ``get_params`` (gates, then output)."""
+    if hasattr(model, "layers"):  # ScratchStack: one layer's gate parameters, then W_hq, b_q
+        return [*model.layers[0].parameters(), model.W_hq, model.b_q]
+    return list(model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_20_training_steps_give_the_seeds_losses(name: str) -> None:
+    torch.manual_seed(0)
+    ours = BUILDERS[name](28, ModelSettings(64), CPU)
+    get_params, init_state, forward_fn = d2l_seed.SCRATCH[name]
+    seed = d2l_seed.RNNModelScratch(28, 64, CPU, get_params, init_state, forward_fn)
+    with torch.no_grad():  # the seed's parameters, in get_params order, are ours
+        for theirs, mine in zip(seed.params, d2l_order(ours), strict=True):
+            theirs.copy_(mine)
+    optimizer = torch.optim.SGD(ours.parameters(), lr=1.0)
+    loss = nn.CrossEntropyLoss()
+    state_ours = state_seed = None
+    for step, (X, Y) in enumerate(batches(20)):
+        y = Y.T.reshape(-1)
+        # ours: the harness trainer's step
+        state_ours = (ours.begin_state(X.shape[0], CPU) if state_ours is None
+                      else tuple(s.detach() for s in state_ours))
+        logits, state_ours = ours(X, state_ours)
+        l_ours = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        l_ours.backward()
+        clip_gradients(list(ours.parameters()), 1.0)
+        optimizer.step()
+        # the seed's train_epoch_ch8 step
+        if state_seed is None:
+            state_seed = seed.begin_state(batch_size=X.shape[0], device=CPU)
+        else:
+            for s in state_seed:
+                s.detach_()
+        y_hat, state_seed = seed(X, state_seed)
+        l_seed = loss(y_hat, y.long()).mean()
+        l_seed.backward()
+        d2l_seed.grad_clipping(seed, 1)
+        d2l_seed.sgd(seed.params, 1.0, batch_size=1)
+        assert abs(l_ours.item() - l_seed.item()) < 1e-4, (name, step)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +27,7 @@ from harness.environment import collect_environment
 from harness.errors import ConfigError
 from harness.executor import Executor, SerialExecutor
 from harness.generate import complete
+from harness.names import record_label
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Combination, Plan, make_plan
 from harness.plugins import load_registry
 from harness.registry import Registry
@@ -75,16 +76,19 @@ def run(
     command: str = "",
     executor: Executor | None = None,
     save_checkpoints: bool = False,
+    grid: Mapping[str, Sequence[Any]] | None = None,
     **recipe: Any,
 ) -> RunResult:
     """Plan, train and record a grid; ``recipe`` overrides task defaults (epochs=..., lr=...).
 
     Bad input raises :class:`harness.errors.ConfigError` before any run directory exists.
-    ``executor``: serial by default, or e.g. ``ProcessExecutor(jobs=2, timeout=600)``.
+    ``executor``: serial by default, or e.g. ``ProcessExecutor(jobs=2, timeout=600)`` or
+    ``harness.ray_executor.RayExecutor()``. ``grid``: hyper-parameter values to multiply
+    the grid by, as ``--set`` (``{"num_hiddens": [256, 512], "lr": [0.5, 1.0]}``).
     """
     registry = registry or load_registry()
     plan = make_plan(registry, list(models), list(samplers), list(seeds), task, recipe,
-                     Path(corpus) if corpus else None, device)
+                     Path(corpus) if corpus else None, device, grid)
     check_writable(Path(output_dir))
     return execute(plan, registry, Path(output_dir), executor, quiet, command,
                    save_checkpoints)
@@ -169,7 +173,7 @@ def _drive(store: RunStore, plan: Plan, work: list[Combination], job: Job,
                 record["checkpoint"] = save_checkpoint(store, record["key"], outcome.checkpoint)
             store.append_record(record, outcome.curve, outcome.traceback)
         if not quiet:
-            print(f"{record['model']}/{record['sampler']}/seed{record['seed']}: {record['status']}"
+            print(f"{record_label(record)}: {record['status']}"
                   + (f", train ppl {record['train_ppl']:.3f}" if record.get("train_ppl") else ""),
                   file=sys.stderr)
 

@@ -18,15 +18,20 @@ from harness.api import sample as sample_text
 from harness.compare import compare_runs, format_comparison
 from harness.errors import HarnessError
 from harness.executor import Executor, SerialExecutor
+from harness.grid import parse_set_options
+from harness.names import record_label
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, make_plan, split_names
 from harness.plugins import load_registry
 from harness.processes import ProcessExecutor, WorkerError
+from harness.ray_executor import RayExecutor
 from harness.report import write_report
 from harness.results import load_run
 from harness.signals import RunInterrupted
 from harness.stats import ALPHA, aggregate
 from harness.store import RunStore, check_writable
 from harness.tables import FORMATS, format_summary
+
+EXECUTORS = ("serial", "processes", "ray")
 
 EXIT_ERROR = 1
 """The harness itself could not go on (e.g. a worker process cannot start)."""
@@ -35,7 +40,8 @@ EXIT_PARTIAL = 3
 """Some combinations failed, diverged, crashed or timed out; the others' results are in the
 run directory. Interrupted runs exit with 128 + the signal: 130 (Ctrl-C), 143 (SIGTERM)."""
 
-RESUME_OPTIONS = {"resume", "jobs", "timeout", "isolate", "quiet", "retry_failed"}
+RESUME_OPTIONS = {"resume", "executor", "address", "cpus_per_task", "jobs", "timeout",
+                  "isolate", "quiet", "retry_failed", "fmt"}
 """What ``--resume`` may be combined with: how to run, never what to run."""
 
 
@@ -98,11 +104,23 @@ def main() -> None:
               help="Random seeds, comma-separated; each combination runs once per seed "
                    "[default: 0].")
 @click.option("--repeats", type=int, help="Run every combination with seeds 0 to N-1.")
+@click.option("--set", "grid", multiple=True, metavar="NAME=V1,V2",
+              help="Also run every combination at each of these values of a recipe setting "
+                   "(hidden, layers, lr, ...); repeat for a grid: --set hidden=256,512 "
+                   "--set lr=0.5,1.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 @click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="Where run directories are created.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines on stderr.")
+@click.option("--executor", type=click.Choice(EXECUTORS),
+              help="How combinations run: serial (in this process), processes (--jobs N "
+                   "local workers) or ray (one Ray task each, on a cluster or a local Ray) "
+                   "[default: serial, or processes with --jobs/--timeout/--isolate].")
+@click.option("--address", help="With --executor ray: the Ray cluster to join (HOST:6379, or "
+              "'auto' for the one running on this host) [default: start a local Ray].")
+@click.option("--cpus-per-task", type=int, help="With --executor ray: CPUs (and torch "
+              "threads) each combination's task asks Ray for [default: 1].")
 @click.option("--jobs", "-j", type=int, help="Run combinations in N worker processes, torch "
               "threads split between them [default: one after another, in this process].")
 @click.option("--timeout", type=float, help="Seconds a combination may run, from when its "
@@ -119,9 +137,11 @@ def main() -> None:
               help="With --resume: also rerun combinations that failed, crashed or timed out.")
 @format_option
 def run(models: str | None, samplers: str | None, task: str, corpus: Path | None,
-        seeds: str | None, repeats: int | None, device: str, output_dir: Path, quiet: bool,
-        jobs: int | None, timeout: float | None, isolate: bool, save_checkpoints: bool,
-        resume: Path | None, retry_failed: bool, fmt: str, **recipe: object) -> None:
+        seeds: str | None, repeats: int | None, grid: tuple[str, ...], device: str,
+        output_dir: Path, quiet: bool, executor: str | None, address: str | None,
+        cpus_per_task: int | None, jobs: int | None, timeout: float | None, isolate: bool,
+        save_checkpoints: bool, resume: Path | None, retry_failed: bool, fmt: str,
+        **recipe: object) -> None:
     """Train every chosen model with every chosen sampler and report the results.
 
     Prints the results table (mean ± std over seeds, per model and sampler) on stdout;
@@ -133,10 +153,11 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
     registry = load_registry()
     command = shlex.join(["harness", *sys.argv[1:]])
     try:
-        executor = _executor(jobs, timeout, isolate)
         if resume is not None:
             _refuse_with_resume(click.get_current_context())
-            result = _interruptible(lambda: resume_run(resume, registry, executor, quiet,
+        chosen = _executor(executor, jobs, timeout, isolate, address, cpus_per_task)
+        if resume is not None:
+            result = _interruptible(lambda: resume_run(resume, registry, chosen, quiet,
                                                        command, retry_failed))
         else:
             if retry_failed:
@@ -145,10 +166,10 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
                 registry,
                 split_names(models, DEFAULT_MODELS, registry.models.names()),
                 split_names(samplers, DEFAULT_SAMPLERS, registry.samplers.names()),
-                _seeds(seeds, repeats), task, recipe, corpus, device,
+                _seeds(seeds, repeats), task, recipe, corpus, device, parse_set_options(grid),
             )
             check_writable(output_dir)
-            result = _interruptible(lambda: execute(plan, registry, output_dir, executor,
+            result = _interruptible(lambda: execute(plan, registry, output_dir, chosen,
                                                     quiet, command, save_checkpoints))
     except HarnessError as error:
         raise UsageError(str(error)) from None
@@ -158,21 +179,36 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
         sys.exit(EXIT_PARTIAL)
 
 
-def _executor(jobs: int | None, timeout: float | None, isolate: bool) -> Executor:
-    """Serial unless a process is asked for (--jobs, or --timeout/--isolate, which need one)."""
-    if jobs is None and timeout is None and not isolate:
+def _executor(kind: str | None, jobs: int | None, timeout: float | None, isolate: bool,
+              address: str | None, cpus_per_task: int | None) -> Executor:
+    """The executor asked for. Without --executor: serial, unless a worker process is asked
+    for (--jobs, or --timeout/--isolate, which need one)."""
+    if kind != "ray" and (address is not None or cpus_per_task is not None):
+        raise UsageError("--address and --cpus-per-task go with --executor ray")
+    if kind == "ray":
+        if jobs is not None:
+            raise UsageError("--jobs is the process executor's; with --executor ray each "
+                             "combination is a task of --cpus-per-task CPUs, and Ray runs as "
+                             "many at once as the cluster has room for")
+        return RayExecutor(address, cpus_per_task or 1, timeout, isolate)
+    if kind == "serial" and (jobs is not None or timeout is not None or isolate):
+        raise UsageError("--jobs, --timeout and --isolate need worker processes; use "
+                         "--executor processes (or ray), not serial")
+    if kind == "serial" or (kind is None and jobs is None and timeout is None and not isolate):
         return SerialExecutor()
     return ProcessExecutor(jobs or 1, timeout, isolate)
 
 
 def _refuse_with_resume(ctx: click.Context) -> None:
-    given = [f"--{name.replace('_', '-')}" for name in ctx.params
-             if name not in RESUME_OPTIONS and ctx.get_parameter_source(name)
+    given = [param.opts[0] for param in ctx.command.params
+             if param.name in ctx.params and param.name not in RESUME_OPTIONS
+             and ctx.get_parameter_source(param.name)
              in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
     if given:
         raise UsageError(f"--resume takes what to run from the run's manifest; drop "
-                         f"{', '.join(given)} (only --jobs, --timeout, --isolate, "
-                         "--retry-failed and --quiet go with it)")
+                         f"{', '.join(given)} (only --executor, --address, --cpus-per-task, "
+                         "--jobs, --timeout, --isolate, --retry-failed, --quiet and --format "
+                         "go with it)")
 
 
 def _interruptible(start: Callable[[], RunResult]) -> RunResult:
@@ -198,8 +234,7 @@ def _summarise(result: RunResult, quiet: bool) -> None:
         click.echo(f"{len(bad)} of {len(result.table)} combinations did not finish ok:", err=True)
     for record in sorted(bad, key=lambda r: r["key"]):
         details = result.path / "errors" / f"{record['key']}.txt"
-        click.echo(f"  {record['model']}/{record['sampler']}/seed{record['seed']}: "
-                   f"{record['status']}: {record.get('error') or ''}"
+        click.echo(f"  {record_label(record)}: {record['status']}: {record.get('error') or ''}"
                    + (f" [{details}]" if details.is_file() else ""), err=True)
     if not quiet:
         click.echo(f"report: {result.path / 'report.md'}", err=True)

@@ -76,15 +76,17 @@ device, they may differ between compared runs (comparing them is often the point
 
 def comparable_settings(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that must agree for two runs to be comparable: the task, the corpus
-    (sha1, vocabulary, token counts) and every recipe field but :data:`EXECUTION_CHOICES`,
-    as dotted names."""
+    (sha1, vocabulary, token counts) and every recipe field but :data:`EXECUTION_CHOICES`
+    and the run's ``--set`` grid (those vary per record and are part of the groups), as
+    dotted names."""
     settings = manifest.get("settings", {})
     corpus = settings.get("corpus", {})
+    varied = set(settings.get("grid") or {})
     flat = {"task": settings.get("task")}
     flat.update({f"corpus.{k}": corpus.get(k)
                  for k in ("sha1", "vocab_size", "train_tokens", "valid_tokens")})
     flat.update({f"recipe.{k}": v for k, v in sorted(settings.get("recipe", {}).items())
-                 if k not in EXECUTION_CHOICES})
+                 if k not in EXECUTION_CHOICES and k not in varied})
     return flat
 
 

@@ -15,15 +15,19 @@ so that ``--resume`` and failure isolation behave alike whichever runs the grid:
   re-raises; combinations that never reached the sink are simply missing, and a resumed
   run does them.
 
-Implementations: :class:`SerialExecutor` (default, in this process) and
-:class:`harness.processes.ProcessExecutor` (``--jobs N``, ``--timeout``, ``--isolate``).
+Implementations: :class:`SerialExecutor` (default, in this process),
+:class:`harness.processes.ProcessExecutor` (``--jobs N``, ``--timeout``, ``--isolate``) and
+:class:`harness.ray_executor.RayExecutor` (``--executor ray``: one Ray task per
+combination, on a local Ray or an existing cluster).
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from harness.errors import ConfigError
 from harness.plan import Combination
 from harness.runner import Job, Outcome
 
@@ -57,3 +61,20 @@ class SerialExecutor:
     def run(self, work: Sequence[Combination], job: Job, sink: Sink) -> None:
         for combo in work:
             sink(job(combo))
+
+
+def check_sendable(job: Job, where: str, option: str) -> None:
+    """ConfigError unless ``job`` can be sent to ``where`` (other processes or hosts) and
+    load its plugins there: its registry came from ``load_registry()`` and it pickles.
+    ``option`` names the choice that sends it, for the message."""
+    if job.loader is None:
+        raise ConfigError(f"the plugin registry was not made by load_registry(), so {where} "
+                          "cannot load it; use the serial executor")
+    try:
+        pickle.dumps(job)
+    except Exception as error:  # noqa: BLE001 - pickling raises many kinds
+        raise ConfigError(
+            f"the run cannot be sent to {where} ({type(error).__name__}: {error}); plugin "
+            "objects registered in this process must be importable at module level, or "
+            f"installed as a distribution, to run with {option}"
+        ) from None

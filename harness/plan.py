@@ -6,17 +6,20 @@ here, before a run directory exists or any training starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from harness.device import resolve_device
 from harness.errors import ConfigError
-from harness.names import safe_name
+from harness.grid import Point, Value, describe_point, grid_points, normalize_grid
+from harness.names import combination_label, safe_name
 from harness.recipe import Recipe
 from harness.registry import Registry
-from harness.tasks import Dataset, Task, load_task, prepare
+from harness.tasks import Dataset, Task, check_fits, load_task, prepare
 
 DEFAULT_MODELS = ("scratch", "nnrnn")
 DEFAULT_SAMPLERS = ("sequential", "random", "sequential-reset")
@@ -24,16 +27,36 @@ DEFAULT_SAMPLERS = ("sequential", "random", "sequential-reset")
 
 @dataclass(frozen=True)
 class Combination:
-    """One unit of work: a model trained with a sampler from a seed."""
+    """One unit of work: a model trained with a sampler from a seed, with the recipe
+    changed by ``settings`` (its point of a ``--set`` grid; empty without one)."""
 
     model: str
     sampler: str
     seed: int
+    settings: Point = ()
 
     @property
     def key(self) -> str:
-        """A stable, file-name-safe identifier, unique within a run."""
-        return f"{safe_name(self.model)}__{safe_name(self.sampler)}__seed{self.seed}"
+        """A stable, file-name-safe identifier, unique within a run: model, sampler, each
+        setting as ``name-value``, seed (``scratch__sequential__lr-0.5__seed0``)."""
+        parts = [self.model, self.sampler, *(f"{n}-{v}" for n, v in self.settings)]
+        return "__".join([*map(safe_name, parts), f"seed{self.seed}"])
+
+    @property
+    def label(self) -> str:
+        """How progress lines and errors name it: ``scratch/sequential/lr=0.5/seed0``."""
+        return combination_label(self.model, self.sampler, self.seed, self.settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As records and manifests store it (``settings`` a mapping, in grid order)."""
+        return {"model": self.model, "sampler": self.sampler, "seed": self.seed,
+                "settings": dict(self.settings)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Combination:
+        """From :meth:`to_dict`'s form (or a record; other fields are ignored)."""
+        return cls(data["model"], data["sampler"], data["seed"],
+                   tuple((data.get("settings") or {}).items()))
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,13 @@ class Plan:
     combinations: tuple[Combination, ...]
     task_ref: str = ""
     """How to load the task again: a shipped task's name, or a task file's absolute path."""
+    grid: dict[str, tuple[Value, ...]] = field(default_factory=dict)
+    """The ``--set`` grid: recipe field -> values; each combination's ``settings`` is a
+    point of it, overriding ``recipe`` (which holds the rest)."""
+
+    def recipe_for(self, combo: Combination) -> Recipe:
+        """The recipe ``combo`` trains with: the run's, changed by its settings."""
+        return self.recipe.with_overrides(**dict(combo.settings))
 
     def settings(self) -> dict[str, object]:
         """What defines the run's results (stored in the manifest)."""
@@ -55,6 +85,7 @@ class Plan:
             "models": sorted({c.model for c in self.combinations}),
             "samplers": sorted({c.sampler for c in self.combinations}),
             "seeds": sorted({c.seed for c in self.combinations}),
+            "grid": {name: list(values) for name, values in self.grid.items()},
             "device": str(self.device),
             "recipe": self.recipe.to_dict(),
             "corpus": self.dataset.info(),
@@ -82,16 +113,27 @@ def make_plan(
     overrides: dict[str, object] | None = None,
     corpus: Path | None = None,
     device: str = "auto",
+    grid: Mapping[str, Sequence[object]] | None = None,
 ) -> Plan:
-    """Validate everything and prepare the data; raise ConfigError on the first problem."""
+    """Validate everything and prepare the data; raise ConfigError on the first problem.
+
+    ``grid`` (recipe field or short name -> values, see :mod:`harness.grid`) multiplies
+    the combinations: every model, sampler and seed runs at every point of it.
+    """
     for name in models:
         registry.model(name)
     for name in samplers:
         registry.sampler(name)
     if not seeds:
         raise ConfigError("at least one seed is needed")
-    combos = tuple(Combination(m, s, seed) for seed in seeds for m in models for s in samplers)
-    return build_plan(registry, combos, task, overrides, corpus, device)
+    values = normalize_grid(grid)
+    both = sorted(name for name in values if (overrides or {}).get(name) is not None)
+    if both:
+        raise ConfigError(f"{', '.join(both)} given both as an option and in --set; "
+                          "use one or the other")
+    combos = tuple(Combination(m, s, seed, point) for seed in seeds for m in models
+                   for s in samplers for point in grid_points(values))
+    return build_plan(registry, combos, task, overrides, corpus, device, values)
 
 
 def build_plan(
@@ -101,9 +143,11 @@ def build_plan(
     overrides: dict[str, object] | None = None,
     corpus: Path | None = None,
     device: str = "auto",
+    grid: Mapping[str, Sequence[object]] | None = None,
 ) -> Plan:
     """A plan for exactly ``combos`` (as :func:`make_plan` made them, or as a run's manifest
-    stored them for ``--resume``), validated the same way."""
+    stored them for ``--resume``), validated the same way: every combination's recipe
+    (the run's, changed by its settings) must be valid and fit the data."""
     for combo in combos:
         registry.model(combo.model)
         registry.sampler(combo.sampler)
@@ -119,4 +163,18 @@ def build_plan(
     resolved = resolve_device(device)
     dataset = prepare(loaded, recipe, corpus)
     task_ref = str(Path(task).resolve()) if Path(task).is_file() else task
-    return Plan(loaded, dataset, recipe, resolved, combos, task_ref)
+    plan = Plan(loaded, dataset, recipe, resolved, combos, task_ref, normalize_grid(grid))
+    for point in dict.fromkeys(c.settings for c in combos):
+        if point:
+            _check_point(plan, point)
+    return plan
+
+
+def _check_point(plan: Plan, point: Point) -> None:
+    """ConfigError, naming the point, if its recipe is invalid or does not fit the data."""
+    try:
+        recipe = plan.recipe.with_overrides(**dict(point))
+        recipe.validate()
+        check_fits(plan.dataset, recipe)
+    except ConfigError as error:
+        raise ConfigError(f"--set {describe_point(point)}: {error}") from None

@@ -21,7 +21,6 @@ import ctypes
 import faulthandler
 import multiprocessing
 import os
-import pickle
 import signal
 import sys
 import time
@@ -33,7 +32,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from harness.errors import ConfigError, HarnessError
-from harness.executor import Sink
+from harness.executor import Sink, check_sendable
 from harness.plan import Combination
 from harness.runner import Job, lost_outcome
 
@@ -148,17 +147,7 @@ class ProcessExecutor:
 
     def check(self, job: Job) -> None:
         """The job must survive pickling: it is sent to each worker."""
-        if job.loader is None:
-            raise ConfigError("the plugin registry was not made by load_registry(), so worker "
-                              "processes cannot load it; use the serial executor")
-        try:
-            pickle.dumps(job)
-        except Exception as error:  # noqa: BLE001 - pickling raises many kinds
-            raise ConfigError(
-                f"the run cannot be sent to worker processes ({type(error).__name__}: "
-                f"{error}); plugin objects registered in this process must be importable at "
-                "module level, or installed as a distribution, to run with --jobs"
-            ) from None
+        check_sendable(job, "worker processes", "--jobs")
 
     def run(self, work: Sequence[Combination], job: Job, sink: Sink) -> None:
         job = job.quietly() if self.jobs > 1 else job  # one terminal, many workers: no bars

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.names import safe_name
+from harness.names import record_label, safe_name
 from harness.plots import Bar, Curve, curves_png, throughput_png
 from harness.published import lookup
 from harness.results import format_table, results_frame
@@ -90,6 +90,8 @@ def _settings(manifest: dict[str, Any]) -> list[str]:
         "vocabulary": corpus.get("vocab_size"),
         "train / validation tokens": f"{corpus.get('train_tokens')} / {corpus.get('valid_tokens')}",
         **{k: v for k, v in settings.get("recipe", {}).items()},
+        **{k: f"{', '.join(map(str, v))} (--set: one group each)"
+           for k, v in (settings.get("grid") or {}).items()},
     }
     plugins = ", ".join(f"{p['plugin']} ({p['distribution']} {p['version']})"
                         for p in env.get("plugins", []))
@@ -124,8 +126,9 @@ def _not_ok(records: list[dict[str, Any]]) -> list[str]:
     if not bad:
         return []
     rows = pd.DataFrame([{"model": r.get("model"), "sampler": r.get("sampler"),
-                          "seed": r.get("seed"), "status": r.get("status"),
-                          "error": r.get("error") or ""} for r in bad])
+                          **_settings_cell(r, records), "seed": r.get("seed"),
+                          "status": r.get("status"), "error": r.get("error") or ""}
+                         for r in bad])
     rows = rows.sort_values(["model", "sampler", "seed"], kind="stable")
     return ["## Not ok", "",
             "Combinations that did not finish normally (tracebacks in `errors/`).", "",
@@ -171,11 +174,19 @@ def _group_settings(group: pd.Series) -> dict[str, Any]:
             if k.startswith(SETTING_PREFIX) and pd.notna(v)}
 
 
+def _settings_cell(record: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, str]:
+    """A ``settings`` column (``lr=0.5, num_hiddens=256``) for tables of records, when any
+    record of the run has ``--set`` settings."""
+    if not any(r.get("settings") for r in records):
+        return {}
+    return {"settings": ", ".join(f"{k}={v}" for k, v in (record.get("settings") or {}).items())}
+
+
 def _samples(records: list[dict[str, Any]]) -> list[str]:
     lines = ["## Samples", "", "Greedy continuations after training (text escaped).", ""]
     rows = [
-        {"model": r["model"], "sampler": r["sampler"], "seed": r["seed"], "prefix": prefix,
-         "text": text}
+        {"model": r["model"], "sampler": r["sampler"], **_settings_cell(r, records),
+         "seed": r["seed"], "prefix": prefix, "text": text}
         for r in records for prefix, text in (r.get("samples") or {}).items()
     ]
     if not rows:
@@ -248,7 +259,7 @@ def _curves(store: RunStore, records: list[dict[str, Any]]) -> list[str]:
         if not curve:
             continue
         frame = pd.DataFrame(curve).set_index("epoch")
-        label = escape_markdown(f"{record['model']}/{record['sampler']}/{record['seed']}")
+        label = escape_markdown(record_label(record))
         columns[f"{label} train"] = frame["train_ppl"]
         if "valid_ppl" in frame and frame["valid_ppl"].notna().any():
             columns[f"{label} valid"] = frame["valid_ppl"]

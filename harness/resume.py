@@ -3,13 +3,13 @@ combinations without a record (optionally also the failed ones) run again.
 
 The manifest's ``plan`` block holds what rebuilding the plan needs beyond ``settings``:
 the task's reference (a shipped name or a task file's absolute path), the exact list of
-combinations, and whether checkpoints are saved. The corpus must still have the sha1 the
+combinations (each with its ``--set`` settings; ``settings`` holds the grid), and whether
+checkpoints are saved. The corpus must still have the sha1 the
 run started with.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ RETRYABLE = ("failed", "crashed", "timeout")
 
 def plan_manifest(plan: Plan, save_checkpoints: bool) -> dict[str, Any]:
     """The manifest's ``plan`` block."""
-    return {"task": plan.task_ref, "combinations": [asdict(c) for c in plan.combinations],
+    return {"task": plan.task_ref, "combinations": [c.to_dict() for c in plan.combinations],
             "save_checkpoints": save_checkpoints}
 
 
@@ -32,10 +32,10 @@ def load_plan(manifest: dict[str, Any], registry: Registry, where: Path) -> tupl
     the manifest lacks it or the corpus has changed since."""
     try:
         stored, settings = manifest["plan"], manifest["settings"]
-        combos = tuple(Combination(**c) for c in stored["combinations"])
+        combos = tuple(Combination.from_dict(c) for c in stored["combinations"])
         corpus = Path(settings["corpus"]["path"])
         plan = build_plan(registry, combos, stored["task"], settings["recipe"], corpus,
-                          settings["device"])
+                          settings["device"], settings.get("grid"))
         expected = settings["corpus"]["sha1"]
     except (KeyError, TypeError) as error:
         raise ConfigError(f"{where}: the manifest holds no resumable plan "

@@ -44,25 +44,28 @@ def _now() -> str:
 
 
 def base_record(combo: Combination) -> dict[str, Any]:
-    """The fields every record starts with: its key, the combination, the start time."""
-    return {"key": combo.key, **asdict(combo), "started": _now()}
+    """The fields every record starts with: its key, the combination (with its
+    ``settings`` mapping), the start time."""
+    return {"key": combo.key, **combo.to_dict(), "started": _now()}
 
 
 def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: bool,
                     save_checkpoint: bool = False) -> Outcome:
-    """Train ``combo`` from its own seed (so results never depend on the order of work)."""
+    """Train ``combo`` from its own seed (so results never depend on the order of work),
+    with its own recipe (the run's, changed by its settings)."""
     record = base_record(combo)
     started = time.perf_counter()
-    settings = plan.recipe.model_settings()
+    recipe = plan.recipe_for(combo)
+    settings = recipe.model_settings()
     try:
         rng = seed_everything(combo.seed)
         sampler = registry.sampler(combo.sampler)
         model = registry.model(combo.model).factory(len(plan.dataset.vocab), settings,
                                                     plan.device)
         result = train(
-            model, sampler, plan.dataset, plan.recipe, plan.device, rng,
+            model, sampler, plan.dataset, recipe, plan.device, rng,
             prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
-            label=f"{combo.model}/{combo.sampler}/seed{combo.seed}", quiet=quiet,
+            label=combo.label, quiet=quiet,
         )
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's failure is recorded
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
@@ -92,7 +95,7 @@ def lost_outcome(combo: Combination, status: str, error: str, wall_seconds: floa
     was killed at its ``timeout``. The error doubles as its errors/ file."""
     record = base_record(combo)
     record.update(status=status, error=error, wall_seconds=wall_seconds, finished=_now())
-    return Outcome(record, [], f"{combo.model}/{combo.sampler}/seed{combo.seed}: {error}\n")
+    return Outcome(record, [], f"{combo.label}: {error}\n")
 
 
 @dataclass

@@ -118,16 +118,25 @@ def prepare(task: Task, recipe: Recipe, corpus: Path | None = None) -> Dataset:
     ids = vocab.encode(tokens)
     train = ids[: recipe.max_tokens]
     valid = ids[recipe.max_tokens: recipe.max_tokens + recipe.valid_tokens]
+    dataset = Dataset(vocab, train, valid, path, sha1_of(path), task.tokenizer)
+    check_fits(dataset, recipe)
+    return dataset
+
+
+def check_fits(dataset: Dataset, recipe: Recipe) -> None:
+    """ConfigError unless the data holds at least one minibatch of ``recipe`` for training
+    (and for validation, when it is on)."""
     needed = recipe.min_train_tokens()
-    if len(train) < needed:
+    if len(dataset.train) < needed:
         raise ConfigError(
-            f"{path}: {len(train)} training tokens, but one minibatch of batch_size "
-            f"{recipe.batch_size} x num_steps {recipe.num_steps} needs at least {needed}"
+            f"{dataset.path}: {len(dataset.train)} training tokens, but one minibatch of "
+            f"batch_size {recipe.batch_size} x num_steps {recipe.num_steps} needs at least "
+            f"{needed}"
         )
-    if recipe.valid_tokens and len(valid) < recipe.batch_size * recipe.num_steps + 1:
+    if recipe.valid_tokens and len(dataset.valid) < recipe.batch_size * recipe.num_steps + 1:
         raise ConfigError(
-            f"{path}: {len(valid)} tokens left for validation after {recipe.max_tokens} training "
-            f"tokens, fewer than one minibatch ({recipe.batch_size * recipe.num_steps + 1}); "
-            f"lower --max-tokens, or set --valid-tokens 0"
+            f"{dataset.path}: {len(dataset.valid)} tokens left for validation after "
+            f"{recipe.max_tokens} training tokens, fewer than one minibatch "
+            f"({recipe.batch_size * recipe.num_steps + 1}); lower --max-tokens, or set "
+            "--valid-tokens 0"
         )
-    return Dataset(vocab, train, valid, path, sha1_of(path), task.tokenizer)

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,52 @@ def test_seed_and_format_mistakes_are_usage_errors(runner: CliRunner, small_task
     result = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "-o", str(tmp_path),
                                   *args])
     assert result.exit_code == 2 and message in result.output
+    assert not any(tmp_path.glob("*/manifest.json"))
+
+
+def test_set_multiplies_the_grid_and_the_table_groups_by_setting(
+    runner: CliRunner, small_task: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    result = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "--set", "hidden=8,16",
+                                  "--set", "lr=0.5,1", "-o", str(out), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 2 * 2 * 2 and {r["n"] for r in rows} == {"1"}
+    assert {(r["sampler"], r["setting.num_hiddens"], r["setting.lr"]) for r in rows} == {
+        (s, h, lr) for s in ("random", "sequential") for h in ("8", "16") for lr in ("0.5", "1.0")}
+    assert "scratch/random/num_hiddens=16/lr=0.5/seed0: ok" in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "bogus=1"], "unknown setting 'bogus'; choose from: epochs, batch_size"),
+    (["--set", "hidden=big"], "--set num_hiddens: 'big' is not an integer"),
+    (["--set", "lr=0,1"], "--set lr=0.0: lr must be a finite number > 0"),
+    (["--set", "lr"], "--set takes NAME=VALUE"),
+    (["--lr", "1", "--set", "lr=2"], "lr given both as an option and in --set"),
+    (["--executor", "ray", "--jobs", "2"], "--jobs is the process executor's"),
+    (["--executor", "serial", "--timeout", "5"], "need worker processes"),
+    (["--address", "localhost:6379"], "--address and --cpus-per-task go with --executor ray"),
+])
+def test_grid_and_executor_mistakes_are_usage_errors(runner: CliRunner, small_task: Path,
+                                                     tmp_path: Path, args: list[str],
+                                                     message: str) -> None:
+    result = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "-o", str(tmp_path),
+                                  *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not any(tmp_path.glob("*/manifest.json"))
+
+
+def test_executor_ray_without_ray_says_how_to_install_it(
+    runner: CliRunner, small_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray has
+    result = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "-o", str(tmp_path),
+                                  "--executor", "ray"])
+    assert result.exit_code == 2
+    assert result.output == ("Error: --executor ray needs Ray, which is not installed: "
+                             "pip install 'rnn-harness[ray]' (or pip install 'ray>=2.40')\n")
     assert not any(tmp_path.glob("*/manifest.json"))
 
 

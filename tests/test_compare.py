@@ -181,3 +181,13 @@ def test_precision_is_an_execution_choice_not_a_refusal(tmp_path: Path) -> None:
                                                                    "precision": "bf16"})
     with pytest.raises(IncomparableRuns, match="recipe.lr"):
         compare_runs([a, c])
+
+
+def test_recipe_fields_a_grid_varies_need_not_agree() -> None:
+    from harness.compare import comparable_settings
+
+    manifest = {"settings": {"task": "t", "recipe": {"lr": 1.0, "epochs": 5},
+                             "grid": {"lr": [0.5, 2.0]}}}
+    flat = comparable_settings(manifest)
+    assert "recipe.lr" not in flat and flat["recipe.epochs"] == 5
+    assert "recipe.lr" in comparable_settings({"settings": {"recipe": {"lr": 1.0}}})

@@ -46,7 +46,7 @@ def test_report_shows_settings_results_samples_and_curves(tmp_path: Path) -> Non
     assert "| 2/2 " in text and "| 0/1 " in text and "failed: 0" in text and "diverged: 0" in text
     assert "1.250" in text and "1234" in text  # the per-seed table
     assert "the end" in text
-    assert "m/s/0 train" in text and "3.000" in text
+    assert "m/s/seed0 train" in text and "3.000" in text
 
 
 def test_failures_are_listed_and_never_averaged(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Interrupting a run (a real process sent SIGINT or SIGTERM) and resuming it."""
 
+import io
 import json
 import signal
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -106,10 +108,33 @@ def test_sigterm_under_jobs_marks_the_run_interrupted_and_leaves_no_workers(
 
 def test_resume_refuses_options_that_change_what_runs(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--resume", str(tmp_path), "--epochs", "5",
-                                       "--models", "nnrnn"])
+                                       "--models", "nnrnn", "--hiddens", "8", "--set", "lr=1"])
     assert result.exit_code == 2
-    assert "drop" in result.output and "--models" in result.output and "--epochs" in result.output
+    assert "drop --models, --epochs, --hiddens, --set (" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_resume_of_a_grid_runs_only_its_missing_points(small_task: Path, tmp_path: Path) -> None:
+    grid = ["--set", "hidden=8,16", "--set", "lr=0.5,1"]
+    full = CliRunner().invoke(main, ["run", "--task", str(small_task), "--models", "scratch",
+                                     "--samplers", "sequential", "--epochs", "2", *grid,
+                                     "-o", str(tmp_path / "out"), "-q", "--format", "csv"])
+    assert full.exit_code == 0, full.output
+    (run_dir,) = (tmp_path / "out").iterdir()
+    lines = (run_dir / "records.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "records.jsonl").write_text("".join(lines[:1]))  # as if stopped after one
+    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "-q",
+                                        "--format", "csv"])
+    assert resumed.exit_code == 0, resumed.output
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["resumed"][0]["combinations"] == 3
+    records = records_of(run_dir)
+    assert len(records) == 4 and records[0] == json.loads(lines[0])
+    assert {tuple(r["settings"].values()) for r in records} == {(8, 0.5), (8, 1.0), (16, 0.5),
+                                                                (16, 1.0)}
+    drop = ["tokens_per_sec_mean"]  # the only measured column that depends on timing
+    table = [pd.read_csv(io.StringIO(r.stdout)).drop(columns=drop) for r in (full, resumed)]
+    assert table[0].equals(table[1])
 
 
 def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
@@ -130,11 +155,12 @@ def test_resume_refuses_a_run_another_process_is_writing(small_task: Path,
 def test_the_plan_comes_back_from_the_manifest(small_task: Path, small_corpus: Path) -> None:
     registry = load_registry()
     plan = make_plan(registry, ["scratch", "nnrnn"], ["random"], [3, 1], str(small_task),
-                     {"epochs": 7})
+                     {"epochs": 7}, grid={"lr": ["0.5", "2"], "layers": ["1"]})
     manifest = json.loads(json.dumps({"settings": plan.settings(),
                                       "plan": plan_manifest(plan, True)}))
     again, checkpoints = load_plan(manifest, registry, Path("run"))
     assert again.combinations == plan.combinations and again.recipe == plan.recipe
+    assert again.grid == plan.grid == {"lr": (0.5, 2.0), "num_layers": (1,)}
     assert checkpoints is True
     small_corpus.write_text(small_corpus.read_text() + " more", encoding="utf-8")
     with pytest.raises(ConfigError, match="was trained on sha1"):

@@ -65,7 +65,10 @@ class ModelSpec:
 
 
 SampleFn = Callable[[Sequence[int], int, int, random.Random], Batches]
-"""``batches(corpus, batch_size, num_steps, rng) -> iterator of (X, Y)``, each ``(B, T)``."""
+"""``batches(corpus, batch_size, num_steps, rng) -> iterator of (X, Y)``, each ``(B, T)``.
+
+The trainer passes the corpus as a 1-D int64 tensor of token ids (a sequence of ints:
+``torch.as_tensor(corpus)`` accepts it without a copy, and a list too)."""
 
 
 @dataclass(frozen=True)

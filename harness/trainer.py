@@ -76,8 +76,9 @@ def clip_gradients(params: Iterable[Tensor], theta: float) -> None:
     ``||g||`` is the norm of all gradients together. Two fused (foreach) kernels and no
     host sync, where the seed runs two ops per parameter and reads the norm on the host."""
     grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads)
-    torch._foreach_mul_(grads, (theta / norm).clamp(max=1.0))
+    # the foreach kernels torch's own clip_grad_norm_ uses, without its per-call bookkeeping
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (theta / norm).clamp_(max=1.0))
 
 
 def steady_rate(rates: list[float]) -> float:
@@ -148,11 +149,12 @@ def train(
     model.train()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=recipe.precision == "bf16")
+    tokens = torch.as_tensor(data.train)  # once, not per epoch
     for epoch in bar:
         state, loss_sum, count = None, 0.0, 0
         synchronize(device)
         tick = time.perf_counter()
-        batches = sampler.batches(data.train, recipe.batch_size, recipe.num_steps, rng)
+        batches = sampler.batches(tokens, recipe.batch_size, recipe.num_steps, rng)
         for step, (X, Y) in enumerate(batches, 1):
             state = next_state(model, state, sampler.carries_state, X.shape[0], device)
             y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits

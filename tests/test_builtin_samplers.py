@@ -60,3 +60,22 @@ def test_state_rules() -> None:
     assert rules == {"sequential": True, "random": False, "sequential-reset": False}
     by_name = {spec.name: spec for spec in SAMPLERS}
     assert by_name["sequential-reset"].batches is seq_data_iter_sequential
+
+
+@pytest.mark.parametrize("name", ["seq_data_iter_random", "seq_data_iter_sequential"])
+def test_batches_are_exactly_d2ls_for_the_same_seed(name: str) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import d2l_seed  # the seed's own iterators, drawing from the global random
+
+    ours = {"seq_data_iter_random": seq_data_iter_random,
+            "seq_data_iter_sequential": seq_data_iter_sequential}[name]
+    for seed in range(3):
+        random.seed(seed)
+        theirs = list(getattr(d2l_seed, name)(CORPUS, 4, 7))
+        mine = list(ours(torch.tensor(CORPUS), 4, 7, random.Random(seed)))
+        assert len(mine) == len(theirs)
+        assert all(torch.equal(a, c) and torch.equal(b, d)
+                   for (a, b), (c, d) in zip(mine, theirs))

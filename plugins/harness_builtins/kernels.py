@@ -42,10 +42,13 @@ class TanhRecurrence(torch.autograd.Function):
         dtanh = 1 - hs.square()  # (T, B, H): tanh'(pre-activation), from the outputs
         grad_A = torch.empty_like(hs)
         W_t = W_hh.t()
-        carry = torch.zeros_like(h0)
+        grad_h = grad_hs[-1]  # dL/dH_t: from the outputs, plus (below) from step t + 1
         for t in range(hs.shape[0] - 1, -1, -1):
-            torch.mul(grad_hs[t] + carry, dtanh[t], out=grad_A[t])
-            carry = grad_A[t] @ W_t
+            torch.mul(grad_h, dtanh[t], out=grad_A[t])
+            # the product and the next step's output gradient in one kernel
+            grad_h = (torch.addmm(grad_hs[t - 1], grad_A[t], W_t) if t > 0
+                      else grad_A[0] @ W_t)  # the last one is dL/dH_0
+        carry = grad_h
         previous = torch.cat((h0.unsqueeze(0), hs[:-1]))  # H_{t-1} for every step
         size = hs.shape[-1]
         grad_W = previous.reshape(-1, size).t() @ grad_A.reshape(-1, size)

@@ -24,27 +24,31 @@ from harness.contracts import Batches, SamplerSpec
 def seq_data_iter_random(
     corpus: Sequence[int], batch_size: int, num_steps: int, rng: random.Random
 ) -> Batches:
-    """d2l's random sampling: non-overlapping subsequences from a random offset, shuffled."""
-    corpus = corpus[rng.randint(0, num_steps - 1):]
+    """d2l's random sampling: non-overlapping subsequences from a random offset, shuffled.
+
+    The same draws from ``rng`` as d2l's code, and the same batches; the subsequences are
+    gathered with one tensor index per minibatch instead of Python list slices.
+    """
+    corpus = torch.as_tensor(corpus)[rng.randint(0, num_steps - 1):]
     num_subseqs = (len(corpus) - 1) // num_steps
     initial_indices = list(range(0, num_subseqs * num_steps, num_steps))
     rng.shuffle(initial_indices)
     num_batches = num_subseqs // batch_size
+    steps = torch.arange(num_steps)
     for i in range(0, batch_size * num_batches, batch_size):
-        starts = initial_indices[i: i + batch_size]
-        X = [corpus[j: j + num_steps] for j in starts]
-        Y = [corpus[j + 1: j + 1 + num_steps] for j in starts]
-        yield torch.tensor(X), torch.tensor(Y)
+        index = torch.tensor(initial_indices[i: i + batch_size]).unsqueeze(1) + steps  # (B, T)
+        yield corpus[index], corpus[index + 1]
 
 
 def seq_data_iter_sequential(
     corpus: Sequence[int], batch_size: int, num_steps: int, rng: random.Random
 ) -> Batches:
     """d2l's sequential partitioning: ``batch_size`` contiguous streams from a random offset."""
+    corpus = torch.as_tensor(corpus)
     offset = rng.randint(0, num_steps)
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
-    Xs = torch.tensor(corpus[offset: offset + num_tokens]).reshape(batch_size, -1)
-    Ys = torch.tensor(corpus[offset + 1: offset + 1 + num_tokens]).reshape(batch_size, -1)
+    Xs = corpus[offset: offset + num_tokens].reshape(batch_size, -1)
+    Ys = corpus[offset + 1: offset + 1 + num_tokens].reshape(batch_size, -1)
     num_batches = Xs.shape[1] // num_steps
     for i in range(0, num_steps * num_batches, num_steps):
         yield Xs[:, i: i + num_steps], Ys[:, i: i + num_steps]

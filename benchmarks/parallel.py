@@ -2,10 +2,12 @@
 
 Runs the same grid twice through the harness API, first serially (torch using every core),
 then with the process executor (``jobs`` workers, the cores split between them), and
-prints both wall times, their ratio, and the largest relative difference between the two
-runs' perplexities per combination (0 means bit-identical).
+prints both wall times and their ratio. Then it compares perplexities per combination
+(largest relative difference, 0 meaning bit-identical) of the ``--jobs`` run with the
+serial run, and with a serial run at the workers' thread count: torch's CPU kernels may sum
+in another order with another number of threads, so only the latter can be bit-identical.
 
-    python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --epochs 20
+    python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --epochs 100
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+
+import pandas as pd
+import torch
 
 from harness.api import run
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS
@@ -25,30 +30,47 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path)
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS))
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     grid = dict(models=args.models.split(","), samplers=args.samplers.split(","),
                 corpus=args.corpus, device="cpu", quiet=True, epochs=args.epochs)
+    executor = ProcessExecutor(jobs=args.jobs)
     with tempfile.TemporaryDirectory() as out:
         tick = time.perf_counter()
         serial = run(output_dir=out, **grid)
         serial_s = time.perf_counter() - tick
         tick = time.perf_counter()
-        parallel = run(output_dir=out, executor=ProcessExecutor(jobs=args.jobs), **grid)
+        parallel = run(output_dir=out, executor=executor, **grid)
         parallel_s = time.perf_counter() - tick
-    keys = ["model", "sampler", "seed"]
-    joined = serial.table.merge(parallel.table, on=keys, suffixes=("_serial", "_jobs"))
-    print(f"grid: {len(joined)} combinations x {args.epochs} epochs")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(executor.threads)
+        same_threads = run(output_dir=out, **grid)
+        torch.set_num_threads(threads)
+    print(f"grid: {len(serial.table)} combinations x {args.epochs} epochs; serial with "
+          f"{threads} torch threads, --jobs {args.jobs} with {executor.threads} each")
     print(f"serial: {serial_s:.1f} s; --jobs {args.jobs}: {parallel_s:.1f} s; "
           f"ratio {parallel_s / serial_s:.2f}")
-    print("| model | sampler | train ppl serial | train ppl jobs | max rel. diff |")
-    print("|---|---|---:|---:|---:|")
-    for _, row in joined.iterrows():
-        diffs = [abs(row[f"{m}_serial"] - row[f"{m}_jobs"]) / abs(row[f"{m}_serial"])
-                 for m in ("train_ppl", "valid_ppl")]
-        print(f"| {row['model']} | {row['sampler']} | {row['train_ppl_serial']:.6f} | "
-              f"{row['train_ppl_jobs']:.6f} | {max(diffs):.1e} |")
+    print(f"| model | sampler | train ppl serial | train ppl --jobs | max rel. diff vs serial "
+          f"| vs serial at {executor.threads} thread(s) |")
+    print("|---|---|---:|---:|---:|---:|")
+    keys = ["model", "sampler", "seed"]
+    for _, row in _join(parallel.table, serial.table, same_threads.table, keys).iterrows():
+        print(f"| {row['model']} | {row['sampler']} | {row['train_ppl_b']:.6f} | "
+              f"{row['train_ppl_a']:.6f} | {_diff(row, 'b'):.1e} | {_diff(row, 'c'):.1e} |")
+
+
+def _join(a: pd.DataFrame, b: pd.DataFrame, c: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    metrics = ["train_ppl", "valid_ppl"]
+    parts = [t[keys + metrics].rename(columns={m: f"{m}_{s}" for m in metrics})
+             for t, s in ((a, "a"), (b, "b"), (c, "c"))]
+    return parts[0].merge(parts[1], on=keys).merge(parts[2], on=keys)
+
+
+def _diff(row: pd.Series, other: str) -> float:
+    """Largest relative difference of the --jobs run's perplexities from run ``other``."""
+    return max(abs(row[f"{m}_a"] - row[f"{m}_{other}"]) / abs(row[f"{m}_{other}"])
+               for m in ("train_ppl", "valid_ppl"))
 
 
 if __name__ == "__main__":

@@ -5,25 +5,14 @@ from torch.nn import functional as F
 from harness.contracts import ModelSettings
 from harness_builtins.rnn import RNNScratch, build_nnrnn, build_scratch
 
+import d2l_seed
+
 CPU = torch.device("cpu")
 
 
-def seed_rnn(inputs, state, params):
-    """The seed's ``rnn`` (d2l 8.5), verbatim: one-hot inputs, one step at a time."""
-    W_xh, W_hh, b_h, W_hq, b_q = params
-    H, = state
-    outputs = []
-    for X in inputs:
-        H = torch.tanh(torch.mm(X, W_xh) + torch.mm(H, W_hh) + b_h)
-        Y = torch.mm(H, W_hq) + b_q
-        outputs.append(Y)
-    return torch.cat(outputs, dim=0), (H,)
-
-
 def seed_forward(X, state, params, vocab_size):
-    """The seed's ``RNNModelScratch.__call__``."""
-    X = F.one_hot(X.T, vocab_size).type(torch.float32)
-    return seed_rnn(X, state, params)
+    """The seed's ``RNNModelScratch.__call__`` with its ``rnn`` (benchmarks/d2l_seed.py)."""
+    return d2l_seed.rnn(F.one_hot(X.T, vocab_size).type(torch.float32), state, params)
 
 
 def test_scratch_matches_seed_formulation_outputs_and_gradients() -> None:

@@ -64,11 +64,7 @@ def test_state_rules() -> None:
 
 @pytest.mark.parametrize("name", ["seq_data_iter_random", "seq_data_iter_sequential"])
 def test_batches_are_exactly_d2ls_for_the_same_seed(name: str) -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import d2l_seed  # the seed's own iterators, drawing from the global random
+    import d2l_seed  # the seed's own iterators (benchmarks/), drawing from the global random
 
     ours = {"seq_data_iter_random": seq_data_iter_random,
             "seq_data_iter_sequential": seq_data_iter_sequential}[name]

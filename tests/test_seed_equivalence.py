@@ -5,9 +5,6 @@ at 1, SGD with lr 1): the losses agree within 1e-4 at every step. The seed's sid
 ``benchmarks/d2l_seed.py``, a verbatim copy of d2l's code path.
 """
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -18,8 +15,7 @@ from harness.trainer import clip_gradients
 from harness_builtins.gated import build_scratch_gru, build_scratch_lstm
 from harness_builtins.rnn import build_scratch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import d2l_seed  # noqa: E402
+import d2l_seed  # benchmarks/d2l_seed.py, on sys.path through conftest
 
 CPU = torch.device("cpu")
 BUILDERS = {"scratch": build_scratch, "scratch-gru": build_scratch_gru,

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness.contracts import ModelSettings
-from harness.trainer import clip_gradients
+from harness.trainer import clip_gradients, evaluation_batches
 from harness_builtins.gated import build_scratch_gru, build_scratch_lstm
 from harness_builtins.rnn import build_scratch
 
@@ -25,16 +25,8 @@ BUILDERS = {"scratch": build_scratch, "scratch-gru": build_scratch_gru,
 def batches(steps: int, batch_size: int = 8, num_steps: int = 12, vocab: int = 28):
     corpus = torch.randint(0, vocab, (steps * batch_size * num_steps + 1,),
                            generator=torch.Generator().manual_seed(1)).tolist()
-    return list(_sequential(corpus, batch_size, num_steps))[:steps]
-
-
-def _sequential(corpus, batch_size, num_steps):
-    """The seed's sequential partitioning with offset 0 (no draw from ``random``)."""
-    n = (len(corpus) - 1) // batch_size * batch_size
-    Xs = torch.tensor(corpus[:n]).reshape(batch_size, -1)
-    Ys = torch.tensor(corpus[1:n + 1]).reshape(batch_size, -1)
-    for i in range(0, Xs.shape[1] // num_steps * num_steps, num_steps):
-        yield Xs[:, i:i + num_steps], Ys[:, i:i + num_steps]
+    # sequential partitioning from offset 0: the same batches for both sides
+    return list(evaluation_batches(corpus, batch_size, num_steps))[:steps]
 
 
 def d2l_order(model: nn.Module) -> list[nn.Parameter]:

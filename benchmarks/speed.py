@@ -3,10 +3,12 @@
 For each model, in one process and alternating round by round, this trains (a) the seed's
 own code (``d2l_seed.py``: its model, ``train_epoch_ch8`` and d2l's iterators) and (b) the
 harness's trainer with the harness's model, on the same corpus, recipe and thread count.
-A warm-up epoch of each is run first and not counted. It then measures the ceiling: the
-time the fp32 (or bf16) matrix products of one training token take on this machine when
-run back to back (forward products x3 for the two backward products, input products x2
-since the one-hot input needs no gradient), and reports each side as a fraction of it.
+A warm-up epoch of each is run first and not counted. Each round also measures the
+ceiling: the time the fp32 (or bf16) matrix products of one training token take on this
+machine when run back to back (forward products x3 for the two backward products, input
+products x2 since the one-hot input needs no gradient). Each side is reported as a
+fraction of it; all three are medians over the rounds, so a slow spell on a shared machine
+weighs on the ceiling as it does on the two sides.
 
 Run from the repository root::
 
@@ -121,13 +123,13 @@ def main() -> None:
 
         seed_rates(net, updater, data.train, args, 1)  # warm-up, not counted
         harness_rates(1)
-        seed, ours = [], []
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+        seed, ours, tops = [], [], []
         for _ in range(args.rounds):
             seed += seed_rates(net, updater, data.train, args, args.epochs)
             ours += harness_rates(args.epochs)
-        a, b = statistics.median(seed), statistics.median(ours)
-        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-        top = ceiling(name, V, args.hiddens, args.batch_size, dtype)
+            tops.append(ceiling(name, V, args.hiddens, args.batch_size, dtype))
+        a, b, top = statistics.median(seed), statistics.median(ours), statistics.median(tops)
         print(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x | {top:,.0f} | "
               f"{100 * a / top:.0f}% | {100 * b / top:.0f}% |", flush=True)
 

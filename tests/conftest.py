@@ -19,6 +19,18 @@ TIMEMACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
 
 
 @pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Two torch intra-op threads, so a CPU fp32 batch of 16 or more rows runs as two row
+    blocks (``harness_builtins.kernels.batch_parts``), as on the 2-core machines."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def timemachine() -> Path:
     """The canonical corpus (../shared/data/timemachine.txt, as CI lays it out)."""
     if not SHARED_CORPUS.is_file():

@@ -1,6 +1,15 @@
+import pytest
 import torch
+from torch.nn import functional as F
 
-from harness_builtins.kernels import gru_recurrence, lstm_recurrence, tanh_recurrence
+from harness_builtins.kernels import (
+    batch_parts,
+    gru_recurrence,
+    lstm_recurrence,
+    row_lookup,
+    tanh_recurrence,
+    tanh_recurrence_,
+)
 
 
 def reference(A, h, W):
@@ -32,6 +41,68 @@ def test_tanh_recurrence_matches_autograd_loop() -> None:
     (ref * weights).sum().backward()
     for a, b in zip(args, copies):
         torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_batch_parts_splits_fp32_cpu_batches_by_thread_count(two_threads) -> None:
+    cpu32 = torch.zeros(1)
+    assert batch_parts(32, cpu32) == 2
+    assert batch_parts(16, cpu32) == 2
+    assert batch_parts(14, cpu32) == 1  # blocks of fewer than 8 rows
+    assert batch_parts(33, cpu32) == 1  # does not divide
+    assert batch_parts(32, cpu32.bfloat16()) == 1
+    torch.set_num_threads(1)
+    assert batch_parts(32, cpu32) == 1
+
+
+def test_tanh_recurrence_in_row_blocks_matches_autograd_loop(two_threads) -> None:
+    torch.manual_seed(5)
+    args = [torch.randn(6, 16, 32, requires_grad=True), torch.randn(16, 32, requires_grad=True),
+            (torch.randn(32, 32) * 0.2).requires_grad_(True)]
+    assert batch_parts(16, args[0]) == 2
+    copies = [a.detach().clone().requires_grad_(True) for a in args]
+    ours, ref = tanh_recurrence(*args), reference(*copies)
+    torch.testing.assert_close(ours, ref)
+    weights = torch.randn_like(ref)
+    (ours * weights).sum().backward()
+    (ref * weights).sum().backward()
+    for a, b in zip(args, copies):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_inplace_tanh_recurrence_overwrites_its_input_with_the_states() -> None:
+    torch.manual_seed(6)
+    leaf = torch.randn(5, 3, 8, requires_grad=True)
+    h0, W = torch.randn(3, 8), (torch.randn(8, 8) * 0.3).requires_grad_(True)
+    A = leaf * 1.0  # an intermediate, as the model's looked-up inputs are
+    hs = tanh_recurrence_(A, h0, W)
+    assert hs is A
+    torch.testing.assert_close(hs, reference(leaf.detach(), h0, W.detach()))
+    hs.sum().backward()
+    expected = torch.autograd.grad(reference(leaf, h0, W).sum(), (leaf, W))
+    torch.testing.assert_close(leaf.grad, expected[0])
+    torch.testing.assert_close(W.grad, expected[1])
+
+
+def test_inplace_tanh_recurrence_refuses_what_it_cannot_overwrite() -> None:
+    h0, W = torch.zeros(3, 8), torch.zeros(8, 8)
+    with pytest.raises(TypeError, match="contiguous torch.float32 A"):
+        tanh_recurrence_(torch.zeros(5, 8, 3).transpose(1, 2), h0, W)
+    with pytest.raises(RuntimeError, match="leaf"):  # autograd guards values it needs
+        tanh_recurrence_(torch.zeros(5, 3, 8, requires_grad=True), h0, W)
+
+
+def test_row_lookup_is_one_hot_times_the_table() -> None:
+    torch.manual_seed(7)
+    X = torch.randint(0, 6, (4, 5))
+    table = torch.randn(6, 3, requires_grad=True)
+    copy = table.detach().clone().requires_grad_(True)
+    ours = row_lookup(X, table)
+    ref = F.one_hot(X, 6).to(torch.float32) @ copy
+    torch.testing.assert_close(ours, ref)
+    weights = torch.randn_like(ref)
+    (ours * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(table.grad, copy.grad)
 
 
 def test_bf16_under_autocast_keeps_fp32_gradients() -> None:

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from harness import hookimpl
 from harness.contracts import ModelSettings, ModelSpec
-from harness_builtins.kernels import gru_recurrence, lstm_recurrence
+from harness_builtins.kernels import gru_recurrence, lstm_recurrence, row_lookup
 from harness_builtins.rnn import build_torch_rnn
 
 
@@ -70,7 +70,7 @@ class ScratchLayer(nn.Module, ABC):
     def project_tokens(self, X: Tensor) -> Tensor:
         """``one_hot(X) @ W_x? + b_?`` for every gate, as a row lookup: ``(T, B, G * H)``."""
         W, b = self.input_weights()
-        return F.embedding(X, W) + b
+        return row_lookup(X, W + b)  # one_hot(X) @ W + b, the bias added to V rows only
 
     def project(self, inputs: Tensor) -> Tensor:
         """``inputs @ W_x? + b_?`` for every gate and step of ``inputs`` ``(T, B, I)``."""

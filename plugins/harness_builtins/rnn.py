@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from harness import hookimpl
 from harness.contracts import ModelSettings, ModelSpec
-from harness_builtins.kernels import tanh_recurrence
+from harness_builtins.kernels import compute_dtype, row_lookup, tanh_recurrence_
 
 
 class RNNScratch(nn.Module):
@@ -23,12 +23,12 @@ class RNNScratch(nn.Module):
     Parameters are d2l's: ``W_xh, W_hh, b_h, W_hq, b_q``, weights drawn from
     N(0, 0.01^2), biases zero. The state is d2l's one-tuple ``(H,)``.
 
-    The input is one-hot by definition; ``one_hot(X) @ W_xh`` is computed as the row
-    lookup ``W_xh[X]`` (identical values and gradients, without the V-wide product), and
-    the input and output projections run once over all time steps instead of once per
-    step. Only ``H @ W_hh`` stays inside the time loop, where the recurrence puts it, and
-    that loop runs in a fused kernel with a hand-written backward pass
-    (:mod:`harness_builtins.kernels`).
+    The input is one-hot by definition, so ``one_hot(X) @ W_xh + b_h`` is computed as the
+    row lookup ``(W_xh + b_h)[X]`` (identical values; the same gradients up to summation
+    order), for all time steps at once, without the V-wide product. The output layer too
+    runs once over all steps. Only ``H @ W_hh`` stays inside the time loop, where the
+    recurrence puts it, and that loop runs in a fused kernel with a hand-written backward
+    pass (:mod:`harness_builtins.kernels`), in the looked-up inputs' own buffer.
     """
 
     def __init__(self, vocab_size: int, num_hiddens: int, device: torch.device) -> None:
@@ -49,9 +49,11 @@ class RNNScratch(nn.Module):
 
     def forward(self, X: Tensor, state: tuple[Tensor]) -> tuple[Tensor, tuple[Tensor]]:
         (H,) = state
-        # one_hot(X.T) @ W_xh + b_h for every step at once: (T, B, H)
-        inputs = F.embedding(X.T, self.W_xh) + self.b_h
-        hiddens = tanh_recurrence(inputs, H, self.W_hh)  # (T, B, H)
+        # one_hot(X.T) @ W_xh + b_h for every step at once, (T, B, H), looked up from a
+        # (V, H) table already in the dtype the recurrence runs in (bf16 under autocast)
+        table = self.W_xh + self.b_h
+        inputs = row_lookup(X.T, table.to(compute_dtype(table)))
+        hiddens = tanh_recurrence_(inputs, H, self.W_hh)  # (T, B, H), in inputs' memory
         outputs = torch.addmm(self.b_q, hiddens.reshape(-1, self.num_hiddens), self.W_hq)
         return outputs, (hiddens[-1],)  # outputs: (T * B, V)
 

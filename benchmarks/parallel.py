@@ -4,10 +4,13 @@ Runs the same grid twice through the harness API, first serially (torch using ev
 then with the process executor (``jobs`` workers, the cores split between them), and
 prints both wall times and their ratio. Then it compares perplexities per combination
 (largest relative difference, 0 meaning bit-identical) of the ``--jobs`` run with the
-serial run, and with a serial run at the workers' thread count: torch's CPU kernels may sum
-in another order with another number of threads, so only the latter can be bit-identical.
+serial run, and with a serial run at the workers' thread count: oneMKL may sum in another order with another
+number of threads, so by default only the latter can be bit-identical. With
+``--reproducible`` (``harness run --reproducible``: oneMKL's strict reproducibility mode,
+see :mod:`harness.reproducible`) the ``--jobs`` run must match the serial run itself.
 
     python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --epochs 100
+    python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --reproducible
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from harness.api import run
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS
 from harness.processes import ProcessExecutor
+from harness.reproducible import make_thread_invariant, reproducible_mode
 
 
 def main() -> None:
@@ -34,7 +38,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--skip-thread-check", action="store_true",
                         help="skip the serial run at the workers' thread count")
+    parser.add_argument("--reproducible", action="store_true",
+                        help="both runs as 'harness run --reproducible'")
     args = parser.parse_args()
+    if args.reproducible:  # before this process's first matrix product
+        make_thread_invariant()
     grid = dict(models=args.models.split(","), samplers=args.samplers.split(","),
                 corpus=args.corpus, device="cpu", quiet=True, epochs=args.epochs)
     executor = ProcessExecutor(jobs=args.jobs)
@@ -50,7 +58,8 @@ def main() -> None:
         same_threads = serial if args.skip_thread_check else run(output_dir=out, **grid)
         torch.set_num_threads(threads)
     print(f"grid: {len(serial.table)} combinations x {args.epochs} epochs; serial with "
-          f"{threads} torch threads, --jobs {args.jobs} with {executor.threads} each")
+          f"{threads} torch threads, --jobs {args.jobs} with {executor.threads} each; "
+          f"reproducible mode {'on' if reproducible_mode() else 'off'}")
     print(f"serial: {serial_s:.1f} s; --jobs {args.jobs}: {parallel_s:.1f} s; "
           f"ratio {parallel_s / serial_s:.2f}")
     print(f"| model | sampler | train ppl serial | train ppl --jobs | max rel. diff vs serial "

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import d2l_seed  # noqa: E402
 
 from harness.plugins import load_registry  # noqa: E402
+from harness.reproducible import make_thread_invariant  # noqa: E402
 from harness.tasks import load_task, prepare  # noqa: E402
 from harness.trainer import seed_everything, train  # noqa: E402
 
@@ -90,7 +91,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                         help="the harness side's precision (the seed's code is always fp32)")
+    parser.add_argument("--reproducible", action="store_true",
+                        help="both sides in 'harness run --reproducible' mode")
     args = parser.parse_args()
+    if args.reproducible:  # before this process's first matrix product
+        make_thread_invariant()
     torch.set_num_threads(args.threads)
 
     task = load_task("timemachine")
@@ -103,7 +108,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), sampler {args.sampler}, "
           f"hidden {args.hiddens}, batch {args.batch_size} x {args.steps} steps, "
           f"{len(data.train)} tokens/epoch, {args.rounds} rounds x {args.epochs} epochs, "
-          f"harness precision {args.precision}")
+          f"harness precision {args.precision}"
+          f"{', reproducible mode' if args.reproducible else ''}")
     print("| model | seed tok/s | harness tok/s | ratio | ceiling tok/s "
           f"({args.precision}) | seed % | harness % |")
     print("|---|---:|---:|---:|---:|---:|---:|")

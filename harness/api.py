@@ -32,6 +32,7 @@ from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Combination, Plan, ma
 from harness.plugins import load_registry
 from harness.registry import Registry
 from harness.report import write_report
+from harness.reproducible import make_thread_invariant, reproducible_mode
 from harness.results import load_run, load_runs, results_frame
 from harness.resume import load_plan, plan_manifest, remaining
 from harness.runner import Job, Outcome
@@ -137,12 +138,17 @@ def resume(
 ) -> RunResult:
     """Continue the run in ``path`` with the plan its manifest holds: run only the
     combinations that have no record yet (with ``retry_failed``, also those that failed,
-    crashed or timed out). ConfigError if it is not a resumable run or is in use."""
+    crashed or timed out). ConfigError if it is not a resumable run or is in use.
+
+    A run made with ``--reproducible`` resumes in that mode (see :mod:`harness.reproducible`).
+    """
     store = RunStore.open(Path(path))
     check_writable(store.path)
     registry = registry or load_registry()
     executor = executor or SerialExecutor()
     manifest = store.manifest()
+    if manifest.get("environment", {}).get("reproducible") and not reproducible_mode():
+        make_thread_invariant()
     plan, save_checkpoints = load_plan(manifest, registry, store.path)
     job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
     executor.check(job)

@@ -39,9 +39,12 @@ VOCAB = "vocab.json"
 
 def encode_weights(model: nn.Module) -> bytes:
     """The model's ``state_dict`` on the CPU, as ``torch.save`` bytes (sent from a worker
-    process to the driver, which writes them)."""
+    process to the driver, which writes them). Tensors are detached and moved; anything
+    else a module keeps there (``get_extra_state``) is saved as it is."""
     buffer = io.BytesIO()
-    torch.save({name: t.detach().cpu() for name, t in model.state_dict().items()}, buffer)
+    state = {name: value.detach().cpu() if isinstance(value, torch.Tensor) else value
+             for name, value in model.state_dict().items()}
+    torch.save(state, buffer)
     return buffer.getvalue()
 
 

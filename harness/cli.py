@@ -25,6 +25,7 @@ from harness.plugins import load_registry
 from harness.processes import ProcessExecutor, WorkerError
 from harness.ray_executor import RayExecutor
 from harness.report import write_report
+from harness.reproducible import make_thread_invariant
 from harness.results import load_run
 from harness.signals import RunInterrupted
 from harness.stats import ALPHA, aggregate
@@ -130,6 +131,10 @@ def main() -> None:
               "(implies --jobs 1).")
 @click.option("--save-checkpoints", is_flag=True,
               help="Save each combination's trained weights (for 'harness sample').")
+@click.option("--reproducible", is_flag=True,
+              help="The same numbers on any number of threads, so --jobs and --executor "
+                   "ray match a serial run bit for bit (oneMKL's MKL_CBWR=AUTO,STRICT; "
+                   "about 15% slower).")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
               help="Finish an interrupted run: only combinations without a record run, "
                    "with the run's own settings.")
@@ -140,8 +145,8 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
         seeds: str | None, repeats: int | None, grid: tuple[str, ...], device: str,
         output_dir: Path, quiet: bool, executor: str | None, address: str | None,
         cpus_per_task: int | None, jobs: int | None, timeout: float | None, isolate: bool,
-        save_checkpoints: bool, resume: Path | None, retry_failed: bool, fmt: str,
-        **recipe: object) -> None:
+        save_checkpoints: bool, reproducible: bool, resume: Path | None, retry_failed: bool,
+        fmt: str, **recipe: object) -> None:
     """Train every chosen model with every chosen sampler and report the results.
 
     Prints the results table (mean ± std over seeds, per model and sampler) on stdout;
@@ -153,6 +158,8 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
     registry = load_registry()
     command = shlex.join(["harness", *sys.argv[1:]])
     try:
+        if reproducible:  # first: before this process makes any matrix product
+            make_thread_invariant()
         if resume is not None:
             _refuse_with_resume(click.get_current_context())
         chosen = _executor(executor, jobs, timeout, isolate, address, cpus_per_task)

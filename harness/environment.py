@@ -12,6 +12,7 @@ import torch
 from harness import __version__
 from harness.device import cpu_name, device_name
 from harness.registry import Registry
+from harness.reproducible import reproducible_mode
 
 
 def collect_environment(device: torch.device, registry: Registry) -> dict[str, Any]:
@@ -25,6 +26,7 @@ def collect_environment(device: torch.device, registry: Registry) -> dict[str, A
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "reproducible": reproducible_mode(),
         "device": str(device),
         "device_name": device_name(device),
         "cuda": torch.version.cuda,

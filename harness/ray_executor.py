@@ -42,6 +42,7 @@ from harness.errors import ConfigError
 from harness.executor import Sink, check_sendable
 from harness.plan import Combination
 from harness.processes import available_cores
+from harness.reproducible import VARIABLE, reproducible_mode
 from harness.runner import Job, Outcome, lost_outcome
 
 REQUIREMENT = "ray>=2.40"
@@ -177,7 +178,9 @@ class RayExecutor:
         if self.address:
             _probe(self.address)
             try:
-                ray.init(address=self.address, logging_level=logging_level)
+                env = _reproducible_env()
+                ray.init(address=self.address, logging_level=logging_level,
+                         runtime_env={"env_vars": env} if env else None)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 hint = "" if os.environ.get("RAY_AUTH_MODE") else (
                     " (a cluster with token authentication, Ray's default, needs "
@@ -191,7 +194,7 @@ class RayExecutor:
             ray.init(num_cpus=self.local_cpus or available_cores(),
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
                      logging_level=logging_level,
-                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+                     runtime_env={"env_vars": {"PYTHONPATH": path, **_reproducible_env()}})
         self.started_here = True
 
     def _check_room(self) -> None:
@@ -279,3 +282,9 @@ def _alive_nodes(ray: ModuleType) -> list[dict[str, Any]]:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[-1] if "Traceback" in text else (text.splitlines() or [""])[0]
+
+
+def _reproducible_env() -> dict[str, str]:
+    """The oneMKL setting of ``--reproducible`` for the workers, where this run uses it
+    (:mod:`harness.reproducible`); workers on other machines do not inherit our environment."""
+    return {VARIABLE: os.environ[VARIABLE]} if reproducible_mode() else {}

@@ -54,6 +54,11 @@ def test_batch_parts_splits_fp32_cpu_batches_by_thread_count(two_threads) -> Non
     assert batch_parts(32, cpu32) == 1
 
 
+def test_reproducible_mode_keeps_one_block(two_threads, monkeypatch) -> None:
+    monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")  # their number would follow the threads
+    assert batch_parts(32, torch.zeros(1)) == 1
+
+
 def test_tanh_recurrence_in_row_blocks_matches_autograd_loop(two_threads) -> None:
     torch.manual_seed(5)
     args = [torch.randn(6, 16, 32, requires_grad=True), torch.randn(16, 32, requires_grad=True),

@@ -114,3 +114,25 @@ def test_runs_without_checkpoints_say_how_to_get_them(tmp_path: Path) -> None:
     store = RunStore.create(tmp_path, {"status": "complete"})
     result = sample(str(store.path), "--model", "scratch", "--prefix", "the")
     assert result.exit_code == 2 and "--save-checkpoints" in result.output
+
+
+class WithExtraState(torch.nn.Module):
+    """A module that keeps plain Python values in its state_dict (``get_extra_state``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(2))
+
+    def get_extra_state(self) -> dict:
+        return {"window": 128}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.window = state["window"]
+
+
+def test_extra_state_is_saved_beside_the_tensors() -> None:
+    import io
+
+    saved = torch.load(io.BytesIO(encode_weights(WithExtraState())), weights_only=True)
+    assert saved["_extra_state"] == {"window": 128}
+    assert torch.equal(saved["weight"], torch.ones(2))

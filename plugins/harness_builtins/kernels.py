@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from harness.reproducible import reproducible_mode
+
 
 class RowLookup(torch.autograd.Function):
     """``one_hot(X) @ table``, computed as the row gather ``table[X]``: ``X`` (...) holds
@@ -49,7 +51,9 @@ def row_lookup(X: Tensor, table: Tensor) -> Tensor:
 def batch_parts(batch_size: int, tensor: Tensor) -> int:
     """How many row blocks a recurrence over ``tensor`` (its device and dtype) splits its
     batch into: on CPU in fp32, one per intra-op thread where the batch divides evenly into
-    blocks of at least 8 rows; else 1.
+    blocks of at least 8 rows; else 1. Always 1 in ``--reproducible`` mode
+    (:mod:`harness.reproducible`), where results must not depend on the thread count: the
+    blocks' products have other shapes, and oneMKL may round those differently.
 
     A batch's rows are independent recurrences. Run as one product per step, both cores
     share every step's ``(B, H) @ (H, H)`` product and the single-threaded elementwise
@@ -58,7 +62,7 @@ def batch_parts(batch_size: int, tensor: Tensor) -> int:
     this makes the scratch RNN's recurrence about 8% faster. Not in bf16, where CPU
     batched products are several times slower than ``addmm``.
     """
-    if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
+    if tensor.device.type != "cpu" or tensor.dtype != torch.float32 or reproducible_mode():
         return 1
     parts = torch.get_num_threads()
     if parts < 2 or batch_size % parts or batch_size // parts < 8:

@@ -1,0 +1,63 @@
+"""Results that do not depend on how many threads computed them.
+
+torch's CPU matrix products come from oneMKL, which may split a product's inner sum
+between threads (it does for ``(512, 1120) @ (1120, 28)``, the output layer's weight
+gradient), so the same seed trained on 2 threads and on 1 thread (``--jobs 2`` on 2 cores)
+gives numbers that differ in the last bits, and 500 epochs of training amplify that to
+several percent of perplexity. oneMKL's strict conditional numerical reproducibility
+(``MKL_CBWR=AUTO,STRICT``) makes its products bitwise independent of the thread count;
+torch's own reductions already are. It costs speed (about 15% for the scratch RNN on
+2 cores), so it is asked for (``harness run --reproducible``), not the default.
+
+oneMKL reads the setting at its first call in a process, so it must be made before the
+first matrix product; processes started afterwards (``--jobs`` workers, a local Ray)
+inherit it through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from harness.errors import ConfigError
+
+VARIABLE = "MKL_CBWR"
+STRICT = "AUTO,STRICT"
+
+
+def thread_count_changes_results() -> bool:
+    """Whether a product oneMKL splits between threads gives different bits on 1 thread
+    than on this process's thread count (False where there is only one thread)."""
+    threads = torch.get_num_threads()
+    if threads < 2:
+        return False
+    generator = torch.Generator().manual_seed(0)
+    H = torch.randn(1120, 512, generator=generator)
+    dY = torch.randn(1120, 28, generator=generator)
+    try:
+        torch.set_num_threads(1)
+        one = H.t() @ dY
+    finally:
+        torch.set_num_threads(threads)
+    return not torch.equal(one, H.t() @ dY)
+
+
+def make_thread_invariant() -> None:
+    """Have oneMKL give the same bits on any number of threads, in this process and the
+    processes it starts; check that it took effect.
+
+    Raises :class:`ConfigError` when the products still depend on the thread count: this
+    process made a matrix product before the call, or torch is not built with oneMKL.
+    """
+    os.environ[VARIABLE] = STRICT
+    if thread_count_changes_results():
+        raise ConfigError(
+            f"--reproducible: matrix products still depend on the thread count; set "
+            f"{VARIABLE}={STRICT} before the process's first matrix product (or torch's "
+            f"BLAS is not oneMKL: {torch.backends.mkl.is_available()=})")
+
+
+def reproducible_mode() -> bool:
+    """Whether this process asked oneMKL for thread-count-independent results."""
+    return os.environ.get(VARIABLE, "").replace(" ", "").upper().endswith(",STRICT")

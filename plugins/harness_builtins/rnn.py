@@ -49,10 +49,10 @@ class RNNScratch(nn.Module):
 
     def forward(self, X: Tensor, state: tuple[Tensor]) -> tuple[Tensor, tuple[Tensor]]:
         (H,) = state
-        # one_hot(X.T) @ W_xh + b_h for every step at once, (T, B, H), looked up from a
-        # (V, H) table already in the dtype the recurrence runs in (bf16 under autocast)
+        # one_hot(X.T) @ W_xh + b_h for every step at once, (T, B, H), in the dtype the
+        # recurrence runs in (bf16 under autocast; the table's gradient stays fp32)
         table = self.W_xh + self.b_h
-        inputs = row_lookup(X.T, table.to(compute_dtype(table)))
+        inputs = row_lookup(X.T, table, compute_dtype(table))
         hiddens = tanh_recurrence_(inputs, H, self.W_hh)  # (T, B, H), in inputs' memory
         outputs = torch.addmm(self.b_q, hiddens.reshape(-1, self.num_hiddens), self.W_hq)
         return outputs, (hiddens[-1],)  # outputs: (T * B, V)

@@ -10,6 +10,7 @@ gradients with the plain autograd formulation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -82,6 +83,15 @@ def row_blocks(tensor: Tensor, parts: int) -> Tensor:
     return tensor.reshape(*lead, parts, batch // parts, size)
 
 
+def block_product(W: Tensor, parts: int) -> tuple[Tensor, Callable[..., Tensor]]:
+    """``W`` and the in-place product ``C.op_(X, W)`` (``C += X @ W``) for ``parts`` row
+    blocks: ``W`` expanded to (P, ...) with ``baddbmm_``, or ``W`` itself with ``addmm_``
+    when there is one block."""
+    if parts == 1:
+        return W, Tensor.addmm_
+    return W.expand(parts, *W.shape), Tensor.baddbmm_
+
+
 class TanhRecurrence(torch.autograd.Function):
     """``H_t = tanh(A_t + H_{t-1} @ W_hh)`` for t = 1..T, returning all ``H_t``: (T, B, H).
 
@@ -114,11 +124,9 @@ class TanhRecurrence(torch.autograd.Function):
             hs = A
         else:
             hs = A.to(dtype, memory_format=torch.contiguous_format, copy=True)
-        parts = batch_parts(hs.shape[1], hs)
+        ctx.parts = parts = batch_parts(hs.shape[1], hs)
         blocks, h = row_blocks(hs, parts), row_blocks(h0, parts)  # (T, P, B / P, H)
-        # (P, H, H) for the batched product; as it is for addmm_ when there is one block
-        W = W_hh.expand(parts, *W_hh.shape) if parts > 1 else W_hh
-        product_ = Tensor.baddbmm_ if parts > 1 else Tensor.addmm_
+        W, product_ = block_product(W_hh, parts)
         for t in range(hs.shape[0]):
             h = product_(blocks[t], h, W).tanh_()
         ctx.save_for_backward(h0, W_hh, hs)
@@ -127,12 +135,10 @@ class TanhRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_hs: Tensor) -> tuple[Tensor, Tensor | None, Tensor, None, None]:
         h0, W_hh, hs = ctx.saved_tensors
-        parts = batch_parts(hs.shape[1], hs)
         grad = torch.empty_like(hs).copy_(grad_hs)  # dL/dH_t, then (in place) dL/dA_t
         W_t = W_hh.t().contiguous()
-        blocks, grad_blocks = row_blocks(hs, parts), row_blocks(grad, parts)
-        W_ts = W_t.expand(parts, *W_t.shape) if parts > 1 else W_t
-        product_ = Tensor.baddbmm_ if parts > 1 else Tensor.addmm_
+        blocks, grad_blocks = row_blocks(hs, ctx.parts), row_blocks(grad, ctx.parts)
+        W_ts, product_ = block_product(W_t, ctx.parts)
         tanh_backward = torch.ops.aten.tanh_backward.grad_input  # the overload: no lookup
         for t in range(hs.shape[0] - 1, -1, -1):
             # dL/dA_t = dL/dH_t * (1 - H_t^2); then the part of dL/dH_{t-1} that flows

@@ -1,5 +1,4 @@
 import math
-import random
 from pathlib import Path
 
 import pytest

@@ -6,7 +6,13 @@ around it (batching by the sampler, state reset/detach, gradient clipping, metri
 progress bar). cProfile slows Python-level calls more than torch kernels, so the harness
 share it reports is an upper bound.
 
+With ``--ops N`` it then profiles one more epoch with torch's profiler and prints the N
+torch operators that took the most time of their own (matrix products, elementwise work,
+copies), with their share and call counts: where the model's time goes, which is what to
+read when a model is far from the matrix-product ceiling that ``speed.py`` reports.
+
     python benchmarks/overhead.py --corpus ../shared/data/timemachine.txt --model scratch
+    python benchmarks/overhead.py --corpus ../shared/data/timemachine.txt --model nnrnn --ops 12
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import cProfile
 import pstats
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -56,6 +63,8 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--hiddens", type=int, default=512)
+    parser.add_argument("--ops", type=int, default=0, metavar="N",
+                        help="also print the N torch operators with the most self time")
     args = parser.parse_args()
     task = load_task("timemachine")
     recipe = task.recipe.with_overrides(epochs=args.epochs, num_hiddens=args.hiddens,
@@ -83,6 +92,29 @@ def main() -> None:
         print(f"| {label} | {seconds:.3f} | {100 * seconds / total:.2f}% |")
     harness = sum(s for label, s in rows if label.startswith("harness"))
     print(f"| harness total | {harness:.3f} | {100 * harness / total:.2f}% |")
+    if args.ops:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            train(model, sampler, data, recipe.with_overrides(epochs=1), torch.device("cpu"),
+                  rng, prefixes=(), quiet=True)
+        print_operators(prof.key_averages(), args.ops)
+
+
+def print_operators(events: Any, count: int) -> None:
+    """The ``count`` operators with the most self CPU time, as a Markdown table."""
+    ops = sorted((e for e in events if e.key.startswith("aten::")),
+                 key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\none epoch under torch.profiler: {total / 1e3:.1f} ms of self CPU time")
+    print("| operator | self ms | share | calls | µs per call |\n|---|---:|---:|---:|---:|")
+    for e in ops[:count]:
+        print(f"| {e.key} | {e.self_cpu_time_total / 1e3:.1f} | "
+              f"{100 * e.self_cpu_time_total / total:.1f}% | {e.count} | "
+              f"{e.self_cpu_time_total / e.count:.1f} |")
+    products = sum(e.self_cpu_time_total for e in ops
+                   if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
+                                "aten::addmm_", "aten::baddbmm_"))
+    print(f"matrix products (mm, addmm, bmm, baddbmm): {100 * products / total:.1f}% of the "
+          "self time")
 
 
 if __name__ == "__main__":

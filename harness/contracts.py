@@ -52,7 +52,11 @@ class LanguageModel(Protocol):
 
 
 ModelFactory = Callable[[int, ModelSettings, torch.device], nn.Module]
-"""``factory(vocab_size, settings, device) -> model``."""
+"""``factory(vocab_size, settings, device) -> model``.
+
+Settings the model does not support are refused with ``ValueError``, by the factory or by
+``forward``. A plan calls the factory once on the ``meta`` device and runs one minibatch
+through the model there (:mod:`harness.dryrun`), so the refusal comes before training."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from harness.dryrun import check_models
 from harness.errors import ConfigError
 from harness.plan import Combination
 from harness.runner import Job, Outcome
@@ -56,7 +57,9 @@ class SerialExecutor:
         return {"kind": "serial", "jobs": 1}
 
     def check(self, job: Job) -> None:
-        pass
+        """Every model accepts its settings (:mod:`harness.dryrun`): plugin code runs in
+        this process anyway."""
+        check_models(job.plan, job.prepare())
 
     def run(self, work: Sequence[Combination], job: Job, sink: Sink) -> None:
         for combo in work:

@@ -81,6 +81,12 @@ class TorchRNN(nn.Module):
 
 
 def build_scratch(vocab_size: int, settings: ModelSettings, device: torch.device) -> nn.Module:
+    """d2l §8.5's model: one layer, so ``--dropout`` (between layers) has no effect, as for
+    torch's one-layer RNNs, and ``--layers`` other than 1 is refused, not ignored."""
+    if settings.num_layers != 1:
+        raise ValueError(f"it is d2l §8.5's one-layer RNN and cannot stack "
+                         f"--layers {settings.num_layers}; nnrnn, gru, lstm, scratch-gru and "
+                         "scratch-lstm can")
     return RNNScratch(vocab_size, settings.num_hiddens, device)
 
 

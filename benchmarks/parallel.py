@@ -9,6 +9,11 @@ number of threads, so by default only the latter can be bit-identical. With
 ``--reproducible`` (``harness run --reproducible``: oneMKL's strict reproducibility mode,
 see :mod:`harness.reproducible`) the ``--jobs`` run must match the serial run itself.
 
+The serial run at the workers' thread count also gives each combination's time on one
+worker, from which the script prints the best wall time any schedule of whole
+combinations could reach (the best packing of those times onto the workers, with no
+start-up cost): the bound that the ``--jobs`` ratio is to be read against.
+
     python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --epochs 100
     python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --reproducible
 """
@@ -16,6 +21,7 @@ see :mod:`harness.reproducible`) the ``--jobs`` run must match the serial run it
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +68,13 @@ def main() -> None:
           f"reproducible mode {'on' if reproducible_mode() else 'off'}")
     print(f"serial: {serial_s:.1f} s; --jobs {args.jobs}: {parallel_s:.1f} s; "
           f"ratio {parallel_s / serial_s:.2f}")
+    if not args.skip_thread_check:
+        times = same_threads.table["wall_seconds"].tolist()
+        best = best_packing(times, args.jobs)
+        print(f"best possible --jobs {args.jobs} wall time from the combinations' times at "
+              f"{executor.threads} thread(s) ({', '.join(f'{t:.1f}' for t in times)} s): "
+              f"{best:.1f} s, ratio {best / serial_s:.2f} (sum / {args.jobs}: "
+              f"{sum(times) / args.jobs:.1f} s, ratio {sum(times) / args.jobs / serial_s:.2f})")
     print(f"| model | sampler | train ppl serial | train ppl --jobs | max rel. diff vs serial "
           f"| vs serial at {executor.threads} thread(s) |")
     print("|---|---|---:|---:|---:|---:|")
@@ -77,6 +90,18 @@ def _join(a: pd.DataFrame, b: pd.DataFrame, c: pd.DataFrame, keys: list[str]) ->
     parts = [t[keys + metrics].rename(columns={m: f"{m}_{s}" for m in metrics})
              for t, s in ((a, "a"), (b, "b"), (c, "c"))]
     return parts[0].merge(parts[1], on=keys).merge(parts[2], on=keys)
+
+
+def best_packing(times: list[float], workers: int) -> float:
+    """The smallest makespan of running jobs of these durations, whole, on ``workers``
+    workers: every assignment is tried (fine for a grid's handful of combinations)."""
+    best = sum(times)
+    for assignment in itertools.product(range(workers), repeat=len(times)):
+        loads = [0.0] * workers
+        for worker, seconds in zip(assignment, times):
+            loads[worker] += seconds
+        best = min(best, max(loads))
+    return best
 
 
 def _diff(row: pd.Series, other: str) -> float:

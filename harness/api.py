@@ -32,7 +32,7 @@ from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Combination, Plan, ma
 from harness.plugins import load_registry
 from harness.registry import Registry
 from harness.report import write_report
-from harness.reproducible import make_thread_invariant, reproducible_mode
+from harness.reproducible import make_thread_invariant, reproducible_mode, warm_up_math
 from harness.results import load_run, load_runs, results_frame
 from harness.resume import load_plan, plan_manifest, remaining
 from harness.runner import Job, Outcome
@@ -219,6 +219,7 @@ def sample(
     checkpoint = find_checkpoint(RunStore.open(Path(path)), model, sampler, seed)
     resolved = resolve_device(device)
     net = load_model(checkpoint, registry or load_registry(), resolved)
+    warm_up_math(resolved)
     generator = torch.Generator().manual_seed(draw_seed) if draw_seed is not None else None
     return complete(net, prefix, length, checkpoint.vocab, checkpoint.tokenizer,
                     checkpoint.separator, resolved, temperature=temperature, top_k=top_k,

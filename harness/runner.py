@@ -23,6 +23,7 @@ import torch
 from harness.checkpoints import encode_weights
 from harness.plan import Combination, Plan
 from harness.registry import Registry
+from harness.reproducible import warm_up_math
 from harness.trainer import seed_everything, train
 
 STATUSES = ("ok", "failed", "diverged", "crashed", "timeout")
@@ -58,6 +59,7 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
     recipe = plan.recipe_for(combo)
     settings = recipe.model_settings()
     try:
+        warm_up_math(plan.device)
         rng = seed_everything(combo.seed)
         sampler = registry.sampler(combo.sampler)
         model = registry.model(combo.model).factory(len(plan.dataset.vocab), settings,

@@ -72,3 +72,42 @@ def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path,
         assert manifest["environment"]["reproducible"] is True
         tables.append(load_run(run_dir).set_index("model")["train_ppl"])
     assert tables[0].to_dict() == tables[1].to_dict()
+
+
+def test_every_combination_warms_the_vector_math_up_before_its_model_runs(
+        small_task: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.runner
+    from harness import hookimpl
+    from harness.api import run
+    from harness.contracts import ModelSpec
+    from harness.plugins import load_registry
+    from harness_builtins.rnn import build_scratch
+
+    events: list[str] = []
+    monkeypatch.setattr(harness.runner, "warm_up_math",
+                        lambda device: events.append(f"warm {device}"))
+
+    class Recorded:
+        @hookimpl
+        def register_models(self, register):
+            def factory(vocab, settings, device):
+                if device.type != "meta":  # the plan's dry run is not a model's first call
+                    events.append("model")
+                return build_scratch(vocab, settings, device)
+            register(ModelSpec("recorded", factory))
+
+    run(models=["recorded"], samplers=["sequential", "random"], task=str(small_task),
+        output_dir=small_task.parent / "out", quiet=True, epochs=1,
+        registry=load_registry(autoload=False, extra=[Recorded()]), device="cpu")
+    assert events == ["warm cpu", "model", "warm cpu", "model"]
+
+
+def test_the_warm_up_leaves_no_trace_and_skips_other_devices() -> None:
+    from harness.reproducible import warm_up_math
+
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    warm_up_math(torch.device("cpu"))
+    warm_up_math(torch.device("meta"))
+    assert torch.equal(torch.rand(4), expected)  # the seeded random stream is untouched

@@ -55,8 +55,10 @@ ModelFactory = Callable[[int, ModelSettings, torch.device], nn.Module]
 """``factory(vocab_size, settings, device) -> model``.
 
 Settings the model does not support are refused with ``ValueError``, by the factory or by
-``forward``. A plan calls the factory once on the ``meta`` device and runs one minibatch
-through the model there (:mod:`harness.dryrun`), so the refusal comes before training."""
+``forward``. A serial run calls the factory once on the ``meta`` device and runs one
+minibatch through the model there before it starts (:mod:`harness.dryrun`), so the refusal
+comes before any training; with ``--jobs`` or Ray it is the combination's ``failed``
+record."""
 
 
 @dataclass(frozen=True)

@@ -69,12 +69,13 @@ def warm_up_math(device: torch.device = torch.device("cpu")) -> None:
 
     Measured on 2 cores (torch 2.13.0 CPU, 2 threads): in a fresh process, the first
     ``tanh`` over a ``(32, 512)`` tensor rounded up to 2e-6 away from every later call on
-    the same values in about one run in four, and never on 1 thread: a first-call effect in
-    the threaded vector math library, not something a seed controls. When that first call
-    is a model's first step, a whole run changes: 500 epochs of ``scratch``/``sequential``
-    ended at perplexity 1.041 instead of 1.037. Later calls did not vary (14 runs out of
-    14 identical after this warm-up). Cheap (well under a millisecond), so the runner
-    calls it before every combination.
+    the same values in about one run in four (in none of 15 on 1 thread): a first-call
+    effect in the threaded vector math, not something a seed controls. When that first
+    call is a model's first step, a whole run changes: 500 epochs of
+    ``scratch``/``sequential`` ended at perplexity 1.041 instead of 1.037. Later calls did
+    not vary: after this warm-up, 16 fresh processes out of 16 gave the same
+    first-minibatch gradients, where 4 of 12 had not. Cheap (well under a millisecond), so
+    the runner calls it before every combination.
     """
     if device.type != "cpu":
         return

@@ -4,10 +4,10 @@ Runs the same grid twice through the harness API, first serially (torch using ev
 then with the process executor (``jobs`` workers, the cores split between them), and
 prints both wall times and their ratio. Then it compares perplexities per combination
 (largest relative difference, 0 meaning bit-identical) of the ``--jobs`` run with the
-serial run, and with a serial run at the workers' thread count: oneMKL may sum in another order with another
-number of threads, so by default only the latter can be bit-identical. With
-``--reproducible`` (``harness run --reproducible``: oneMKL's strict reproducibility mode,
-see :mod:`harness.reproducible`) the ``--jobs`` run must match the serial run itself.
+serial run, and with a serial run at the workers' thread count: oneMKL may sum in another
+order with another number of threads, so by default only the latter can be bit-identical.
+With ``--reproducible`` (``harness run --reproducible``: oneMKL's strict reproducibility
+mode, see :mod:`harness.reproducible`) the ``--jobs`` run must match the serial run itself.
 
 The serial run at the workers' thread count also gives each combination's time on one
 worker, from which the script prints the best wall time any schedule of whole

@@ -5,9 +5,11 @@ between threads (it does for ``(512, 1120) @ (1120, 28)``, the output layer's we
 gradient), so the same seed trained on 2 threads and on 1 thread (``--jobs 2`` on 2 cores)
 gives numbers that differ in the last bits, and 500 epochs of training amplify that to
 several percent of perplexity. oneMKL's strict conditional numerical reproducibility
-(``MKL_CBWR=AUTO,STRICT``) makes its products bitwise independent of the thread count;
-torch's own reductions already are. It costs speed (about 15% for the scratch RNN on
-2 cores), so it is asked for (``harness run --reproducible``), not the default.
+(``MKL_CBWR=AUTO,STRICT``) makes its products bitwise independent of the thread count.
+Most of torch's own CPU ops already are, not all: ``nn.LayerNorm``'s backward and
+attention with dropout are not. :func:`thread_dependent_parameters` finds out for a model.
+Strict mode costs speed (oneMKL's single-thread kernels are slower in it), so it is asked
+for (``harness run --reproducible``), not the default.
 
 oneMKL reads the setting at its first call in a process, so it must be made before the
 first matrix product; processes started afterwards (``--jobs`` workers, a local Ray)
@@ -19,6 +21,8 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 from harness.errors import ConfigError
 
@@ -56,6 +60,37 @@ def make_thread_invariant() -> None:
             f"--reproducible: matrix products still depend on the thread count; set "
             f"{VARIABLE}={STRICT} before the process's first matrix product (or torch's "
             f"BLAS is not oneMKL: {torch.backends.mkl.is_available()=})")
+
+
+def thread_dependent_parameters(model: nn.Module, X: Tensor, Y: Tensor,
+                                threads: int = 2) -> list[str]:
+    """The names of ``model``'s parameters whose gradient comes out with other bits on
+    ``threads`` threads than on 1; empty when the model's training step does not depend
+    on the thread count.
+
+    One step as the trainer takes it: a fresh state, ``forward`` over token ids ``X``
+    (B, T), cross-entropy against ``Y`` (B, T), backward; torch's seed is reset before each
+    pass, so dropout draws the same masks. The model's parameters are left as they were;
+    its gradients hold the second pass's. ``--reproducible`` covers a model only where
+    this is empty in strict mode: call :func:`make_thread_invariant` first, in a process
+    that has not yet made a matrix product (a plugin's test runs it in a fresh one).
+    """
+    device = next(model.parameters()).device
+    before = torch.get_num_threads()
+    grads = []
+    try:
+        for count in (1, threads):
+            torch.set_num_threads(count)
+            torch.manual_seed(0)
+            model.zero_grad(set_to_none=True)
+            logits, _ = model(X, model.begin_state(X.shape[0], device))
+            F.cross_entropy(logits.float(), Y.T.reshape(-1)).backward()
+            grads.append({name: p.grad.clone() for name, p in model.named_parameters()
+                          if p.grad is not None})
+    finally:
+        torch.set_num_threads(before)
+    one, many = grads
+    return [name for name in one if not torch.equal(one[name], many[name])]
 
 
 def reproducible_mode() -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.reproducible import VARIABLE, reproducible_mode
+from harness.reproducible import VARIABLE, reproducible_mode, thread_dependent_parameters
 from harness.results import load_run
 
 PROBE = ("import torch; torch.set_num_threads(2); "
@@ -39,6 +39,87 @@ def test_asking_after_the_first_product_is_refused() -> None:
     assert done.returncode != 0
     assert "still depend on the thread count" in done.stderr
     assert "True" not in done.stdout  # the default mode does depend on it here
+
+
+GRADIENTS = """
+import json, sys
+import torch
+from harness.reproducible import make_thread_invariant, thread_dependent_parameters
+if sys.argv[1] == "strict":
+    make_thread_invariant()
+from harness.contracts import ModelSettings
+from harness.plugins import load_registry
+registry = load_registry(autoload=False)
+generator = torch.Generator().manual_seed(0)
+X, Y = (torch.randint(0, 28, (32, 35), generator=generator) for _ in range(2))
+found = {}
+for name in registry.models.names():
+    for layers, dropout in ((1, 0.0), (2, 0.2)):
+        torch.manual_seed(0)
+        try:
+            model = registry.model(name).factory(28, ModelSettings(512, layers, dropout),
+                                                 torch.device("cpu"))
+        except ValueError:  # scratch is one layer only
+            continue
+        found[f"{name}/{layers}"] = thread_dependent_parameters(model, X, Y, threads=2)
+print(json.dumps(found))
+"""
+
+
+def thread_dependence(mode: str) -> dict[str, list[str]]:
+    """Per built-in model and depth, the parameters whose gradient differs between 1 and
+    2 threads, in a fresh process in ``mode`` ("strict" or "default")."""
+    done = subprocess.run([sys.executable, "-c", GRADIENTS, mode], capture_output=True,
+                          text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != VARIABLE})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
+                    reason="needs oneMKL and 2 cores")
+def test_every_builtin_model_trains_the_same_bits_on_any_thread_count_in_strict_mode() -> None:
+    """The seed's shapes, where oneMKL splits the output layer's weight gradient between
+    threads, and scratch's recurrence runs as 2 row blocks on 2 threads and 1 on 1."""
+    found = thread_dependence("strict")
+    assert {"scratch/1", "nnrnn/2", "scratch-gru/2", "scratch-lstm/2", "lstm/2"} <= set(found)
+    assert found == {key: [] for key in found}
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
+                    reason="needs oneMKL and 2 cores")
+def test_the_check_finds_the_thread_dependence_of_the_default_mode() -> None:
+    found = thread_dependence("default")
+    assert "W_hq" in found["scratch/1"]  # the output layer's weight gradient
+    assert "linear.weight" in found["nnrnn/1"]
+
+
+class HookedTable(torch.nn.Module):
+    """Logits looked up from two tables; a hook scales ``a``'s gradient by the thread
+    count, so that gradient, and no other, depends on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.randn(5, 5))
+        self.b = torch.nn.Parameter(torch.randn(5, 5))
+        self.a.register_hook(lambda grad: grad * torch.get_num_threads())
+
+    def begin_state(self, batch_size: int, device: torch.device) -> None:
+        return None
+
+    def forward(self, X: torch.Tensor, state: None) -> tuple[torch.Tensor, None]:
+        return (self.a[X.T] + self.b[X.T]).reshape(-1, 5), None
+
+
+def test_the_check_names_the_parameters_whose_gradient_follows_the_threads() -> None:
+    torch.manual_seed(0)
+    model, X = HookedTable(), torch.randint(0, 5, (3, 4))
+    before = [p.detach().clone() for p in model.parameters()]
+    threads = torch.get_num_threads()
+    assert thread_dependent_parameters(model, X, X.roll(1, dims=1), threads=2) == ["a"]
+    assert thread_dependent_parameters(model, X, X, threads=1) == []
+    assert torch.get_num_threads() == threads
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
 def test_reproducible_mode_reads_the_environment(monkeypatch) -> None:

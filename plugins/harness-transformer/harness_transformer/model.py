@@ -49,6 +49,29 @@ def num_heads(width: int) -> int:
     return 1
 
 
+class LayerNorm(nn.Module):
+    """``nn.LayerNorm(width)``: the same parameters (``weight``, ``bias``), initial values
+    and math, but gradients that do not depend on how many threads computed them.
+
+    torch's fused CPU LayerNorm sums its weight and bias gradients in one buffer per
+    thread, so the same step on 1 and on 2 threads gives different bits, even in oneMKL's
+    strict mode (measured, torch 2.13.0 on 2 cores), and ``harness run --reproducible``
+    promises the same numbers on any number of threads. Here the normalisation is
+    ``F.layer_norm`` without affine parameters and the scale and shift one ``addcmul``,
+    whose parameter gradients autograd sums over the rows with torch's ordinary sum,
+    which gives the same bits on 1 and 2 threads (a test checks the whole model).
+    """
+
+    def __init__(self, width: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.shape, self.eps = (width,), eps
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(x, self.shape, eps=self.eps), self.weight)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which position ``i`` sees positions ``<= i`` only."""
 
@@ -74,9 +97,9 @@ class Block(nn.Module):
 
     def __init__(self, width: int, heads: int, dropout: float) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
+        self.ln_1 = LayerNorm(width)
         self.attn = CausalSelfAttention(width, heads, dropout)
-        self.ln_2 = nn.LayerNorm(width)
+        self.ln_2 = LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
                                  nn.Linear(4 * width, width), nn.Dropout(dropout))
 
@@ -105,7 +128,7 @@ class CausalTransformer(nn.Module):
         self.dropout = nn.Dropout(settings.dropout)
         self.blocks = nn.ModuleList(Block(width, heads, settings.dropout)
                                     for _ in range(settings.num_layers))
-        self.ln_f = nn.LayerNorm(width)
+        self.ln_f = LayerNorm(width)
         self.head = nn.Linear(width, vocab_size)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):

@@ -1,4 +1,7 @@
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,7 +11,7 @@ from harness.contracts import ModelSettings, detach_state
 from harness.plugins import load_registry
 from harness.tasks import load_task, prepare
 from harness.trainer import predict, seed_everything, train
-from harness_transformer.model import CausalTransformer, num_heads
+from harness_transformer.model import CausalTransformer, LayerNorm, num_heads
 
 CPU = torch.device("cpu")
 V = 20
@@ -92,6 +95,46 @@ def test_too_many_steps_is_a_clear_error() -> None:
 
 def test_heads_are_about_64_wide_and_divide_the_width() -> None:
     assert [num_heads(w) for w in (32, 64, 96, 192, 256, 512)] == [1, 1, 1, 3, 4, 8]
+
+
+def test_layer_norm_is_torchs_layer_norm() -> None:
+    torch.manual_seed(0)
+    ours, torchs = LayerNorm(48), torch.nn.LayerNorm(48)
+    assert ours.state_dict().keys() == torchs.state_dict().keys()  # checkpoints fit both
+    with torch.no_grad():
+        for module in (ours, torchs):
+            module.weight.copy_(torch.linspace(0.5, 1.5, 48))
+            module.bias.copy_(torch.linspace(-1.0, 1.0, 48))
+    x = (torch.randn(6, 5, 48) * 3 + 1).requires_grad_(True)
+    grad = torch.randn(6, 5, 48)
+    results = []
+    for module in (ours, torchs):
+        out = module(x)
+        results.append((out, *torch.autograd.grad(out, (x, module.weight, module.bias), grad)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
+                    reason="needs oneMKL and 2 cores")
+def test_its_gradients_do_not_depend_on_the_thread_count_in_reproducible_mode() -> None:
+    """What ``harness run --reproducible`` promises: measured in a fresh process in
+    oneMKL's strict mode, two layers of width 256 over a (32, 35) batch."""
+    code = (
+        "import torch\n"
+        "from harness.reproducible import make_thread_invariant, thread_dependent_parameters\n"
+        "make_thread_invariant()\n"
+        "from harness.contracts import ModelSettings\n"
+        "from harness_transformer.model import CausalTransformer\n"
+        "torch.manual_seed(0)\n"
+        "m = CausalTransformer(28, ModelSettings(256, 2), torch.device('cpu'))\n"
+        "X, Y = torch.randint(0, 28, (2, 32, 35))\n"
+        "print(thread_dependent_parameters(m, X, Y, threads=2))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items()
+                                            if k != "MKL_CBWR"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.fixture

@@ -57,6 +57,11 @@ def test_batch_parts_splits_fp32_cpu_batches_by_thread_count(two_threads) -> Non
     assert batch_parts(32, cpu32) == 1
 
 
+def test_reproducible_mode_keeps_one_block(two_threads, monkeypatch) -> None:
+    monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")  # strict mode's batched products are slower
+    assert batch_parts(32, torch.zeros(1)) == 1
+
+
 def test_inplace_tanh_recurrence_overwrites_its_input_with_the_states() -> None:
     torch.manual_seed(6)
     leaf = torch.randn(5, 3, 8, requires_grad=True)

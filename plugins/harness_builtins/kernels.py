@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from harness.reproducible import reproducible_mode
 
 
 class RowLookup(torch.autograd.Function):
@@ -56,13 +57,13 @@ def batch_parts(batch_size: int, tensor: Tensor) -> int:
     batch into: on CPU in fp32, one per intra-op thread where the batch divides evenly into
     blocks of at least 8 rows; else 1.
 
-    The number follows the thread count; in oneMKL's strict mode (``--reproducible``,
-    :mod:`harness.reproducible`) the results do not. Measured on 2 cores: 30 training
-    steps of the scratch RNN on 2 threads in 2 blocks gave the parameters of 30 steps on
-    1 thread in 1 block bit for bit, and 500 epochs of the default grid serially on 2
-    threads gave the perplexities of ``--jobs 2`` on 1 thread each, all six bit for bit
-    (``benchmarks/parallel.py --reproducible``); a test checks one step. So that mode
-    keeps the blocks (it used to turn them off, at about 8% of the recurrence's speed).
+    Always 1 in ``--reproducible`` mode (:mod:`harness.reproducible`), for speed: in
+    oneMKL's strict mode the blocks' batched products are slower, and the scratch RNN
+    trained at 90,106 and 94,875 tokens/s with blocks against 99,747 and 100,653 without
+    (2 cores, alternating in one process; in the default mode 114,732 and 113,846 with,
+    105,203 and 105,851 without). The blocks do not change the numbers in that mode:
+    500 epochs of the default grid, serially on 2 threads in 2 blocks and with ``--jobs
+    2`` on 1 thread in 1 block, gave the same perplexities bit for bit, all six.
 
     A batch's rows are independent recurrences. Run as one product per step, both cores
     share every step's ``(B, H) @ (H, H)`` product and the single-threaded elementwise
@@ -71,7 +72,7 @@ def batch_parts(batch_size: int, tensor: Tensor) -> int:
     this makes the scratch RNN's recurrence about 8% faster. Not in bf16, where CPU
     batched products are several times slower than ``addmm``.
     """
-    if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
+    if tensor.device.type != "cpu" or tensor.dtype != torch.float32 or reproducible_mode():
         return 1
     parts = torch.get_num_threads()
     if parts < 2 or batch_size % parts or batch_size // parts < 8:

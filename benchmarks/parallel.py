@@ -9,6 +9,10 @@ order with another number of threads, so by default only the latter can be bit-i
 With ``--reproducible`` (``harness run --reproducible``: oneMKL's strict reproducibility
 mode, see :mod:`harness.reproducible`) the ``--jobs`` run must match the serial run itself.
 
+On a shared machine a slow spell can fall on one run and not the other: ``--rounds N``
+alternates N serial and N ``--jobs`` runs and prints each round's ratio and their median
+(and says if a round's perplexities differ from the first round's, which they should not).
+
 The serial run at the workers' thread count also gives each combination's time on one
 worker, from which the script prints the best wall time any schedule of whole
 combinations could reach (the best packing of those times onto the workers, with no
@@ -16,12 +20,14 @@ start-up cost): the bound that the ``--jobs`` ratio is to be read against.
 
     python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --epochs 100
     python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --reproducible
+    python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +48,8 @@ def main() -> None:
     parser.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS))
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="serial and --jobs runs, alternating; prints the median ratio")
     parser.add_argument("--skip-thread-check", action="store_true",
                         help="skip the serial run at the workers' thread count")
     parser.add_argument("--reproducible", action="store_true",
@@ -53,12 +61,19 @@ def main() -> None:
                 corpus=args.corpus, device="cpu", quiet=True, epochs=args.epochs)
     executor = ProcessExecutor(jobs=args.jobs)
     with tempfile.TemporaryDirectory() as out:
-        tick = time.perf_counter()
-        serial = run(output_dir=out, **grid)
-        serial_s = time.perf_counter() - tick
-        tick = time.perf_counter()
-        parallel = run(output_dir=out, executor=executor, **grid)
-        parallel_s = time.perf_counter() - tick
+        rounds = []  # (serial seconds, --jobs seconds) per round, the runs alternating
+        for _ in range(args.rounds):
+            tick = time.perf_counter()
+            serial = run(output_dir=out, **grid)
+            serial_s = time.perf_counter() - tick
+            tick = time.perf_counter()
+            parallel = run(output_dir=out, executor=executor, **grid)
+            rounds.append((serial_s, time.perf_counter() - tick))
+            tables = (serial.table, parallel.table)
+            if len(rounds) == 1:
+                first = tables
+            elif not all(_same(a, b) for a, b in zip(tables, first)):
+                print(f"round {len(rounds)} did not repeat round 1's perplexities")
         threads = torch.get_num_threads()
         torch.set_num_threads(executor.threads)
         same_threads = serial if args.skip_thread_check else run(output_dir=out, **grid)
@@ -66,8 +81,14 @@ def main() -> None:
     print(f"grid: {len(serial.table)} combinations x {args.epochs} epochs; serial with "
           f"{threads} torch threads, --jobs {args.jobs} with {executor.threads} each; "
           f"reproducible mode {'on' if reproducible_mode() else 'off'}")
-    print(f"serial: {serial_s:.1f} s; --jobs {args.jobs}: {parallel_s:.1f} s; "
-          f"ratio {parallel_s / serial_s:.2f}")
+    for serial_s, parallel_s in rounds:
+        print(f"serial: {serial_s:.1f} s; --jobs {args.jobs}: {parallel_s:.1f} s; "
+              f"ratio {parallel_s / serial_s:.2f}")
+    serial_s, parallel_s = (statistics.median(seconds) for seconds in zip(*rounds))
+    if len(rounds) > 1:
+        ratio = statistics.median(b / a for a, b in rounds)
+        print(f"medians over {len(rounds)} rounds: serial {serial_s:.1f} s, --jobs "
+              f"{args.jobs} {parallel_s:.1f} s; the rounds' ratios' median {ratio:.2f}")
     if not args.skip_thread_check:
         times = same_threads.table["wall_seconds"].tolist()
         best = best_packing(times, args.jobs)
@@ -102,6 +123,14 @@ def best_packing(times: list[float], workers: int) -> float:
             loads[worker] += seconds
         best = min(best, max(loads))
     return best
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two runs' tables hold the same perplexities, bit for bit."""
+    keys = ["model", "sampler", "seed"]
+    a, b = (t[keys + ["train_ppl", "valid_ppl"]].sort_values(keys).reset_index(drop=True)
+            for t in (a, b))
+    return a.equals(b)
 
 
 def _diff(row: pd.Series, other: str) -> float:

@@ -97,7 +97,12 @@ def test_heads_are_about_64_wide_and_divide_the_width() -> None:
     assert [num_heads(w) for w in (32, 64, 96, 192, 256, 512)] == [1, 1, 1, 3, 4, 8]
 
 
-def test_layer_norm_is_torchs_layer_norm() -> None:
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_layer_norm_is_torchs_layer_norm(reproducible: bool, monkeypatch) -> None:
+    if reproducible:  # the mode's switch as the model reads it; oneMKL needs no change here
+        monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")
+    else:
+        monkeypatch.delenv("MKL_CBWR", raising=False)
     torch.manual_seed(0)
     ours, torchs = LayerNorm(48), torch.nn.LayerNorm(48)
     assert ours.state_dict().keys() == torchs.state_dict().keys()  # checkpoints fit both

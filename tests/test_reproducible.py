@@ -42,10 +42,10 @@ def test_asking_after_the_first_product_is_refused() -> None:
 
 
 GRADIENTS = """
-import json, sys
+import json
 import torch
 from harness.reproducible import make_thread_invariant, thread_dependent_parameters
-if sys.argv[1] == "strict":
+if MODE == "strict":
     make_thread_invariant()
 from harness.contracts import ModelSettings
 from harness.plugins import load_registry
@@ -69,9 +69,7 @@ print(json.dumps(found))
 def thread_dependence(mode: str) -> dict[str, list[str]]:
     """Per built-in model and depth, the parameters whose gradient differs between 1 and
     2 threads, in a fresh process in ``mode`` ("strict" or "default")."""
-    done = subprocess.run([sys.executable, "-c", GRADIENTS, mode], capture_output=True,
-                          text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items() if k != VARIABLE})
+    done = python(f"MODE = {mode!r}\n" + GRADIENTS)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -9,6 +9,7 @@ import torch
 
 from harness.contracts import ModelSettings, detach_state
 from harness.plugins import load_registry
+from harness.reproducible import VARIABLE
 from harness.tasks import load_task, prepare
 from harness.trainer import predict, seed_everything, train
 from harness_transformer.model import CausalTransformer, LayerNorm, num_heads
@@ -100,9 +101,9 @@ def test_heads_are_about_64_wide_and_divide_the_width() -> None:
 @pytest.mark.parametrize("reproducible", [False, True])
 def test_layer_norm_is_torchs_layer_norm(reproducible: bool, monkeypatch) -> None:
     if reproducible:  # the mode's switch as the model reads it; oneMKL needs no change here
-        monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")
+        monkeypatch.setenv(VARIABLE, "AUTO,STRICT")
     else:
-        monkeypatch.delenv("MKL_CBWR", raising=False)
+        monkeypatch.delenv(VARIABLE, raising=False)
     torch.manual_seed(0)
     ours, torchs = LayerNorm(48), torch.nn.LayerNorm(48)
     assert ours.state_dict().keys() == torchs.state_dict().keys()  # checkpoints fit both
@@ -137,7 +138,7 @@ def test_its_gradients_do_not_depend_on_the_thread_count_in_reproducible_mode() 
         "print(thread_dependent_parameters(m, X, Y, threads=2))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env={k: v for k, v in os.environ.items()
-                                            if k != "MKL_CBWR"})
+                                            if k != VARIABLE})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

@@ -51,9 +51,12 @@ def base_record(combo: Combination) -> dict[str, Any]:
 
 
 def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: bool,
-                    save_checkpoint: bool = False) -> Outcome:
+                    save_checkpoint: bool = False,
+                    between_epochs: Callable[[], None] | None = None) -> Outcome:
     """Train ``combo`` from its own seed (so results never depend on the order of work),
-    with its own recipe (the run's, changed by its settings)."""
+    with its own recipe (the run's, changed by its settings). ``between_epochs``: see
+    :func:`harness.trainer.train`. The record's ``torch_threads`` is the thread count of
+    its first epoch; its curve gives each epoch's."""
     record = base_record(combo)
     started = time.perf_counter()
     recipe = plan.recipe_for(combo)
@@ -67,7 +70,7 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
         result = train(
             model, sampler, plan.dataset, recipe, plan.device, rng,
             prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
-            label=combo.label, quiet=quiet,
+            label=combo.label, quiet=quiet, between_epochs=between_epochs,
         )
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's failure is recorded
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
@@ -83,7 +86,7 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
         num_params=result.num_params,
         carries_state=sampler.carries_state,
         model_settings=asdict(settings),
-        torch_threads=torch.get_num_threads(),
+        torch_threads=result.curve[0].threads if result.curve else torch.get_num_threads(),
         samples=result.samples,
         error=result.error,
         finished=_now(),
@@ -115,9 +118,12 @@ class Job:
     quiet: bool = False
     save_checkpoints: bool = False
     registry: Registry | None = field(default=None, repr=False, compare=False)
+    between_epochs: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Called before every epoch (:func:`harness.trainer.train`); set where the job runs,
+    never sent with it."""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "registry": None}
+        return {**self.__dict__, "registry": None, "between_epochs": None}
 
     def quietly(self) -> Job:
         """The same job without progress bars (for workers sharing one terminal)."""
@@ -136,4 +142,4 @@ class Job:
 
     def __call__(self, combo: Combination) -> Outcome:
         return run_combination(self.plan, combo, self.prepare(), self.quiet,
-                               self.save_checkpoints)
+                               self.save_checkpoints, self.between_epochs)

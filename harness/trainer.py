@@ -14,7 +14,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -31,12 +31,15 @@ from harness.tasks import Dataset
 
 @dataclass
 class EpochStats:
-    """One point of the training curve."""
+    """One point of the training curve. ``threads``: torch's intra-op threads during the
+    epoch, which its tokens/sec was measured with (a ``--jobs`` worker may be given more
+    as the grid's other workers finish; see :mod:`harness.processes`)."""
 
     epoch: int
     train_ppl: float
     tokens_per_sec: float
     valid_ppl: float | None = None
+    threads: int | None = None
 
 
 @dataclass
@@ -132,11 +135,14 @@ def train(
     num_preds: int = 50,
     label: str = "",
     quiet: bool = False,
+    between_epochs: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``recipe.epochs`` epochs and measure it.
 
     A non-finite loss, or one too large for its perplexity to be a finite number, stops
-    training at that step with status ``diverged``.
+    training at that step with status ``diverged``. ``between_epochs`` is called before
+    each epoch, outside its timing (an executor's worker uses it to take up cores that
+    other workers left).
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -151,6 +157,8 @@ def train(
                               enabled=recipe.precision == "bf16")
     tokens = torch.as_tensor(data.train)  # once, not per epoch
     for epoch in bar:
+        if between_epochs is not None:
+            between_epochs()
         state, loss_sum, count = None, 0.0, 0
         synchronize(device)
         tick = time.perf_counter()
@@ -179,7 +187,8 @@ def train(
             count += y.numel()
         synchronize(device)
         rates.append(count / (time.perf_counter() - tick))
-        point = EpochStats(epoch + 1, perplexity(loss_sum / count), rates[-1])
+        point = EpochStats(epoch + 1, perplexity(loss_sum / count), rates[-1],
+                           threads=torch.get_num_threads())
         last = epoch + 1 == recipe.epochs
         if data.valid and (last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0)):
             point.valid_ppl = evaluate(model, data.valid, recipe, sampler.carries_state, device)

@@ -101,6 +101,27 @@ def test_training_lowers_perplexity_and_records_everything(data) -> None:
     assert len(result.samples["the time"]) == len("the time") + 10
 
 
+def test_the_between_epochs_call_comes_before_each_epoch_whose_threads_are_recorded(
+        data) -> None:
+    task, dataset = data
+    V = len(dataset.vocab)
+    threads = torch.get_num_threads()
+    calls: list[int] = []
+
+    def between_epochs() -> None:  # as a --jobs worker given another core after epoch 1
+        calls.append(torch.get_num_threads())
+        torch.set_num_threads(1 if len(calls) == 1 else 2)
+
+    try:
+        result = train(Uniform(V), SAMPLER["random"], dataset,
+                       task.recipe.with_overrides(epochs=3), CPU, random.Random(0),
+                       prefixes=(), quiet=True, between_epochs=between_epochs)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) == 3
+    assert [p.threads for p in result.curve] == [1, 2, 2]
+
+
 def test_same_seed_gives_identical_numbers_and_samples(data) -> None:
     task, dataset = data
 

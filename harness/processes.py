@@ -7,6 +7,16 @@ itself through the job's registry loader, sets torch to its share of the cores
 the driver hands them out and sends back the outcome; the driver alone writes the run
 directory, as each outcome arrives.
 
+Cores left idle are lent out, when results cannot depend on it. Once no combination is
+left to hand out, a worker that finishes has nothing to do, and its cores would idle
+until the last combinations end. With ``lend_cores`` (the default in ``--reproducible``
+mode, :mod:`harness.reproducible`, where the numbers are the same on any thread count)
+the driver splits all the cores between the workers still busy, and each takes up its
+new share before its next epoch (:func:`follow_share`). Measured on 2 cores: a grid's
+last combination finished its epochs on 2 threads instead of 1 (see the README's
+"Parallel runs"). Outside that mode a combination's numbers would depend on when the
+other workers finished, so the cores stay idle.
+
 A worker that dies in the middle of a combination (``os._exit``, a segfault, the kernel's
 OOM killer) gets that combination recorded as ``crashed``; one still running it after
 ``timeout`` seconds is killed and the combination recorded as ``timeout``. A fresh worker
@@ -26,7 +36,8 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -34,6 +45,7 @@ from typing import Any
 from harness.errors import ConfigError, HarnessError
 from harness.executor import Sink, check_sendable
 from harness.plan import Combination
+from harness.reproducible import reproducible_mode, warm_up_math
 from harness.runner import Job, lost_outcome
 
 READY = "ready"
@@ -58,6 +70,26 @@ def threads_per_worker(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or available_cores()) // jobs)
 
 
+def split_cores(cores: int, workers: int) -> list[int]:
+    """``cores`` split between ``workers`` busy workers: at least one each, the remainder
+    to the first ones (5 cores, 2 workers: ``[3, 2]``)."""
+    share, extra = divmod(cores, workers)
+    return [max(1, share + (i < extra)) for i in range(workers)]
+
+
+def follow_share(share: Any) -> None:
+    """In a worker, between epochs: take up the thread count the driver last set in
+    ``share`` (a shared ``int``), if it changed. The first threaded call of a vector-math
+    function may round differently from later ones (:func:`warm_up_math`), so a new
+    thread count gets its warm-up too."""
+    import torch
+
+    wanted = share.value
+    if wanted != torch.get_num_threads():
+        torch.set_num_threads(wanted)
+        warm_up_math()
+
+
 def exit_reason(exitcode: int | None) -> str:
     """How a process ended, in words (``killed by SIGSEGV``, ``exited with code 3``)."""
     if exitcode is None:
@@ -70,15 +102,17 @@ def exit_reason(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def _worker_main(conn: Connection, job: Job, threads: int, driver: int) -> None:
-    """A worker's life: set up, say ready, then run combinations until told to stop."""
+def _worker_main(conn: Connection, job: Job, share: Any, driver: int) -> None:
+    """A worker's life: set up, say ready, then run combinations until told to stop,
+    each on the thread count the driver sets in ``share``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the
     _die_with_driver(driver)                      # driver handles it and stops us
     os.dup2(2, 1)  # anything a plugin prints goes to stderr; the driver's stdout is the table
     faulthandler.enable()  # a segfault prints the Python stack to stderr before we die
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(share.value)
+    job = replace(job, between_epochs=partial(follow_share, share))
     job.prepare()
     conn.send(READY)
     while True:
@@ -106,6 +140,7 @@ def _die_with_driver(driver: int) -> None:
 class _Worker:
     process: BaseProcess
     conn: Connection
+    share: Any  # the torch threads it is to use: a multiprocessing RawValue("i")
     ready: bool = False
     combo: Combination | None = None
     started: float = 0.0
@@ -132,18 +167,28 @@ class ProcessExecutor:
     """Runs combinations in ``jobs`` spawned worker processes (see the module docstring)."""
 
     def __init__(self, jobs: int = 1, timeout: float | None = None, isolate: bool = False,
-                 cores: int | None = None) -> None:
+                 cores: int | None = None, lend_cores: bool | None = None) -> None:
+        """``lend_cores``: give the cores of workers left without work to the busy ones
+        (the module docstring); ``None``: only in ``--reproducible`` mode."""
         if jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {jobs}")
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"--timeout must be a number of seconds > 0, got {timeout}")
         self.jobs, self.timeout, self.isolate = jobs, timeout, isolate
-        self.threads = threads_per_worker(jobs, cores)
+        self.cores = cores or available_cores()
+        self.threads = threads_per_worker(jobs, self.cores)
+        self._lend = lend_cores
+
+    @property
+    def lends_cores(self) -> bool:
+        """Whether idle workers' cores go to the busy ones (decided when asked, so that a
+        ``--reproducible`` mode set after this executor was made counts)."""
+        return reproducible_mode() if self._lend is None else self._lend
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "processes", "jobs": self.jobs, "threads_per_job": self.threads,
-                "timeout": self.timeout, "isolate": self.isolate,
-                "start_method": START_METHOD}
+                "lend_idle_cores": self.lends_cores, "timeout": self.timeout,
+                "isolate": self.isolate, "start_method": START_METHOD}
 
     def check(self, job: Job) -> None:
         """The job must survive pickling: it is sent to each worker."""
@@ -154,6 +199,7 @@ class ProcessExecutor:
         context = multiprocessing.get_context(START_METHOD)
         pending = deque(work)
         workers: list[_Worker] = []
+        lend = self.lends_cores
         try:
             while pending or any(w.combo for w in workers):
                 busy = sum(1 for w in workers if w.combo)
@@ -162,19 +208,27 @@ class ProcessExecutor:
                 for worker in workers:
                     if worker.ready and worker.combo is None and pending:
                         worker.dispatch(pending.popleft())
+                if lend and not pending:
+                    self._lend_idle_cores(workers)
                 self._wait(workers, sink)
         finally:
             for worker in workers:
                 worker.stop()
 
+    def _lend_idle_cores(self, workers: list[_Worker]) -> None:
+        """All cores to the busy workers: they take it up before their next epoch."""
+        busy = [w for w in workers if w.combo]
+        for worker, threads in zip(busy, split_cores(self.cores, len(busy))):
+            worker.share.value = threads
+
     def _start(self, context: Any, job: Job) -> _Worker:
         parent, child = context.Pipe()
-        process = context.Process(target=_worker_main, args=(child, job, self.threads,
-                                                             os.getpid()),
+        share = context.RawValue("i", self.threads)
+        process = context.Process(target=_worker_main, args=(child, job, share, os.getpid()),
                                   name="harness-worker")
         process.start()
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, share)
 
     def _wait(self, workers: list[_Worker], sink: Sink) -> None:
         """Block until a worker reports, dies or reaches its deadline; handle all that did."""

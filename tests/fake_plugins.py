@@ -16,3 +16,33 @@ def make_distribution(root: Path, dist: str, version: str, module: str, source: 
         f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
     (info / "entry_points.txt").write_text(f"[rnn_harness]\n{module} = {module}\n",
                                            encoding="utf-8")
+
+
+SLOW_SCRATCH = """
+    import time
+
+    from harness import hookimpl
+    from harness.contracts import ModelSpec
+    from harness_builtins.rnn import build_scratch
+
+
+    def slow_scratch(vocab_size, settings, device):
+        \"\"\"The scratch RNN, its every training step {delay} s slower: a combination that is
+        still training when a faster one beside it has finished.\"\"\"
+        model = build_scratch(vocab_size, settings, device)
+        forward = model.forward
+
+        def slowed(X, state):
+            if model.training:
+                time.sleep({delay})
+            return forward(X, state)
+
+        model.forward = slowed
+        return model
+
+
+    @hookimpl
+    def register_models(register):
+        register(ModelSpec("slow-scratch", slow_scratch))
+"""
+"""A plugin registering ``slow-scratch``; ``.format(delay=seconds)`` first."""

@@ -13,9 +13,12 @@ from harness.api import run
 from harness.contracts import ModelSpec
 from harness.errors import ConfigError
 from harness.plugins import load_registry
-from harness.processes import ProcessExecutor, exit_reason, threads_per_worker
+from harness.processes import (ProcessExecutor, exit_reason, follow_share, split_cores,
+                               threads_per_worker)
+from harness.reproducible import VARIABLE
+from harness.store import RunStore
 
-from fake_plugins import make_distribution
+from fake_plugins import SLOW_SCRATCH, make_distribution
 
 COLUMNS = ["model", "sampler", "seed", "status", "train_ppl", "valid_ppl", "num_params"]
 
@@ -81,6 +84,78 @@ def test_threads_are_split_between_workers() -> None:
     assert threads_per_worker(1, cores=2) == 2
     assert threads_per_worker(3, cores=16) == 5
     assert threads_per_worker(8, cores=2) == 1
+
+
+def test_cores_are_split_between_the_busy_workers() -> None:
+    assert split_cores(2, 1) == [2]
+    assert split_cores(2, 2) == [1, 1]
+    assert split_cores(5, 2) == [3, 2]
+    assert split_cores(2, 3) == [1, 1, 1]
+
+
+def test_a_worker_takes_up_the_share_the_driver_set(monkeypatch) -> None:
+    import multiprocessing
+
+    import torch
+
+    import harness.processes
+
+    warmed: list[int] = []
+    monkeypatch.setattr(harness.processes, "warm_up_math",
+                        lambda: warmed.append(torch.get_num_threads()))
+    threads = torch.get_num_threads()
+    share = multiprocessing.get_context("spawn").RawValue("i", 1)
+    try:
+        torch.set_num_threads(1)
+        follow_share(share)
+        assert warmed == []  # unchanged: nothing to do
+        share.value = 2
+        follow_share(share)
+        assert torch.get_num_threads() == 2 and warmed == [2]  # warmed up on the new count
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_idle_cores_are_lent_only_in_reproducible_mode(monkeypatch) -> None:
+    monkeypatch.delenv(VARIABLE, raising=False)
+    assert not ProcessExecutor(jobs=2).lends_cores
+    monkeypatch.setenv(VARIABLE, "AUTO,STRICT")  # harness run --reproducible
+    assert ProcessExecutor(jobs=2).lends_cores
+    assert ProcessExecutor(jobs=2).describe()["lend_idle_cores"] is True
+    assert not ProcessExecutor(jobs=2, lend_cores=False).lends_cores
+
+
+@pytest.mark.parametrize("lend", [True, False])
+def test_the_last_combination_takes_up_the_cores_of_a_finished_worker(
+        lend: bool, site: Path, small_task: Path, tmp_path: Path) -> None:
+    # nnrnn is done within slow-scratch's first epoch; from then on slow-scratch trains
+    # alone, on both cores if they are lent, on its own one if not.
+    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.03))
+    result = run(models=["slow-scratch", "nnrnn"], samplers=["sequential"],
+                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=3,
+                 registry=load_registry(autoload=True),
+                 executor=ProcessExecutor(jobs=2, cores=2, lend_cores=lend))
+    assert result.status == "complete"
+    store = RunStore(result.path)
+    threads = {r["model"]: [p["threads"] for p in store.curve(r["key"])]
+               for r in store.records()}
+    assert threads["nnrnn"] == [1, 1, 1]
+    assert threads["slow-scratch"][0] == 1
+    assert threads["slow-scratch"][-1] == (2 if lend else 1)
+    assert {r["torch_threads"] for r in store.records()} == {1}  # what each started on
+
+
+def test_a_lone_combination_gets_every_core_from_its_first_epoch(small_task: Path,
+                                                                  tmp_path: Path) -> None:
+    # One combination and two workers: nothing is left for the second, so it is not even
+    # started, and the one that runs is lent both cores before it trains.
+    result = run(models=["scratch"], samplers=["sequential"], task=str(small_task),
+                 output_dir=tmp_path, quiet=True, epochs=2,
+                 executor=ProcessExecutor(jobs=2, cores=2, lend_cores=True))
+    store = RunStore(result.path)
+    (record,) = store.records()
+    assert [p["threads"] for p in store.curve(record["key"])] == [2, 2]
+    assert record["torch_threads"] == 2
 
 
 def test_exit_reasons_name_the_signal() -> None:

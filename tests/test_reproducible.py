@@ -12,6 +12,9 @@ import torch
 
 from harness.reproducible import VARIABLE, reproducible_mode, thread_dependent_parameters
 from harness.results import load_run
+from harness.store import RunStore
+
+from fake_plugins import SLOW_SCRATCH, make_distribution
 
 PROBE = ("import torch; torch.set_num_threads(2); "
          "from harness.reproducible import thread_count_changes_results as changes, "
@@ -131,26 +134,35 @@ def test_reproducible_mode_reads_the_environment(monkeypatch) -> None:
 
 @pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
                     reason="needs oneMKL and 2 cores")
-def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path,
+def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path, site: Path,
                                                        tmp_path: Path) -> None:
     """The seed's recipe (512 hidden, 32 x 35 batches: the shapes where oneMKL splits the
-    output layer's gradient between threads), 2 epochs, serially and in 2 workers."""
-    tables = []
+    output layer's gradient between threads), 3 epochs, serially and in 2 workers. The
+    scratch RNN is slowed down, so that nnrnn's worker finishes during its first epoch and
+    lends it its core: it starts on 1 thread and ends on 2, with the serial run's bits."""
+    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.15))
+    env = {k: v for k, v in os.environ.items()
+           if k not in (VARIABLE, "HARNESS_DISABLE_PLUGIN_AUTOLOAD")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
+    tables, threads = [], []
     for extra in ([], ["--jobs", "2"]):
         out = tmp_path / ("jobs" if extra else "serial")
         done = subprocess.run(
             [sys.executable, "-m", "harness", "run", "--reproducible", "-q",
-             "--corpus", str(timemachine), "--models", "scratch,nnrnn",
-             "--samplers", "sequential", "--epochs", "2", "--valid-tokens", "0",
+             "--corpus", str(timemachine), "--models", "slow-scratch,nnrnn",
+             "--samplers", "sequential", "--epochs", "3", "--valid-tokens", "0",
              "-o", str(out), *extra],
-            capture_output=True, text=True, timeout=300,
-            env={k: v for k, v in os.environ.items() if k != VARIABLE})
+            capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stderr
         (run_dir,) = out.iterdir()
         manifest = json.loads((run_dir / "manifest.json").read_text())
         assert manifest["environment"]["reproducible"] is True
         tables.append(load_run(run_dir).set_index("model")["train_ppl"])
+        store = RunStore(run_dir)
+        (slow,) = [r["key"] for r in store.records() if r["model"] == "slow-scratch"]
+        threads.append([point["threads"] for point in store.curve(slow)])
     assert tables[0].to_dict() == tables[1].to_dict()
+    assert threads[1][0] == 1 and threads[1][-1] == 2  # lent nnrnn's core on the way
 
 
 def test_every_combination_warms_the_vector_math_up_before_its_model_runs(

@@ -13,14 +13,21 @@ On a shared machine a slow spell can fall on one run and not the other: ``--roun
 alternates N serial and N ``--jobs`` runs and prints each round's ratio and their median
 (and says if a round's perplexities differ from the first round's, which they should not).
 
+In ``--reproducible`` mode the ``--jobs`` run lends the cores of workers left without
+work to the busy ones (:mod:`harness.processes`); ``--unlent`` adds to each round a
+``--jobs`` run that leaves them idle, as the default mode must, to show what lending gains.
+
 The serial run at the workers' thread count also gives each combination's time on one
 worker, from which the script prints the best wall time any schedule of whole
 combinations could reach (the best packing of those times onto the workers, with no
-start-up cost): the bound that the ``--jobs`` ratio is to be read against.
+start-up cost): the bound that the ``--jobs`` ratio is to be read against where cores are
+not lent; with lending, the bound is nearer their sum divided between the workers.
 
     python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --epochs 100
     python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --reproducible
     python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --rounds 3
+    python benchmarks/parallel.py --corpus ../shared/data/timemachine.txt --reproducible \
+        --rounds 3 --unlent --skip-thread-check
 """
 
 from __future__ import annotations
@@ -54,26 +61,34 @@ def main() -> None:
                         help="skip the serial run at the workers' thread count")
     parser.add_argument("--reproducible", action="store_true",
                         help="both runs as 'harness run --reproducible'")
+    parser.add_argument("--unlent", action="store_true",
+                        help="with --reproducible: also a --jobs run that lends no cores")
     args = parser.parse_args()
+    if args.unlent and not args.reproducible:
+        parser.error("--unlent needs --reproducible: only that mode lends cores")
     if args.reproducible:  # before this process's first matrix product
         make_thread_invariant()
     grid = dict(models=args.models.split(","), samplers=args.samplers.split(","),
                 corpus=args.corpus, device="cpu", quiet=True, epochs=args.epochs)
     executor = ProcessExecutor(jobs=args.jobs)
+    unlent = ProcessExecutor(jobs=args.jobs, lend_cores=False) if args.unlent else None
     with tempfile.TemporaryDirectory() as out:
-        rounds = []  # (serial seconds, --jobs seconds) per round, the runs alternating
+        rounds = []  # (serial, --jobs[, --jobs unlent]) seconds per round, alternating
         for _ in range(args.rounds):
-            tick = time.perf_counter()
-            serial = run(output_dir=out, **grid)
-            serial_s = time.perf_counter() - tick
-            tick = time.perf_counter()
-            parallel = run(output_dir=out, executor=executor, **grid)
-            rounds.append((serial_s, time.perf_counter() - tick))
-            tables = (serial.table, parallel.table)
+            runs, seconds = [], []
+            for chosen in (None, executor, unlent)[:3 if unlent else 2]:
+                tick = time.perf_counter()
+                runs.append(run(output_dir=out, executor=chosen, **grid))
+                seconds.append(time.perf_counter() - tick)
+            serial, parallel = runs[:2]
+            rounds.append(tuple(seconds))
+            tables = [result.table for result in runs]
             if len(rounds) == 1:
                 first = tables
             elif not all(_same(a, b) for a, b in zip(tables, first)):
                 print(f"round {len(rounds)} did not repeat round 1's perplexities")
+            if unlent and not _same(runs[2].table, serial.table):
+                print(f"round {len(rounds)}: the unlent --jobs run differs from serial")
         threads = torch.get_num_threads()
         torch.set_num_threads(executor.threads)
         same_threads = serial if args.skip_thread_check else run(output_dir=out, **grid)
@@ -81,14 +96,20 @@ def main() -> None:
     print(f"grid: {len(serial.table)} combinations x {args.epochs} epochs; serial with "
           f"{threads} torch threads, --jobs {args.jobs} with {executor.threads} each; "
           f"reproducible mode {'on' if reproducible_mode() else 'off'}")
-    for serial_s, parallel_s in rounds:
-        print(f"serial: {serial_s:.1f} s; --jobs {args.jobs}: {parallel_s:.1f} s; "
-              f"ratio {parallel_s / serial_s:.2f}")
-    serial_s, parallel_s = (statistics.median(seconds) for seconds in zip(*rounds))
+    lending = "lending idle cores" if executor.lends_cores else "not lending idle cores"
+    for serial_s, parallel_s, *unlent_s in rounds:
+        print(f"serial: {serial_s:.1f} s; --jobs {args.jobs} ({lending}): {parallel_s:.1f} s;"
+              f" ratio {parallel_s / serial_s:.2f}" + "".join(
+                  f"; --jobs {args.jobs} not lending: {u:.1f} s, ratio {u / serial_s:.2f}"
+                  for u in unlent_s))
+    serial_s, parallel_s, *unlent_s = (statistics.median(s) for s in zip(*rounds))
     if len(rounds) > 1:
-        ratio = statistics.median(b / a for a, b in rounds)
+        ratio = statistics.median(r[1] / r[0] for r in rounds)
         print(f"medians over {len(rounds)} rounds: serial {serial_s:.1f} s, --jobs "
-              f"{args.jobs} {parallel_s:.1f} s; the rounds' ratios' median {ratio:.2f}")
+              f"{args.jobs} {parallel_s:.1f} s; the rounds' ratios' median {ratio:.2f}"
+              + "".join(f"; not lending {u:.1f} s, ratios' median "
+                        f"{statistics.median(r[2] / r[0] for r in rounds):.2f}"
+                        for u in unlent_s))
     if not args.skip_thread_check:
         times = same_threads.table["wall_seconds"].tolist()
         best = best_packing(times, args.jobs)

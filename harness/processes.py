@@ -12,7 +12,10 @@ left to hand out, a worker that finishes has nothing to do, and its cores would 
 until the last combinations end. With ``lend_cores`` (the default in ``--reproducible``
 mode, :mod:`harness.reproducible`, where the numbers are the same on any thread count)
 the driver splits all the cores between the workers still busy, and each takes up its
-new share before its next epoch (:func:`follow_share`). Measured on 2 cores, three
+new share before its next epoch (:func:`follow_share`). Before it takes up more, a
+worker checks the model (:func:`harness.runner.thread_dependence`): one whose gradients
+differ between 1 thread and all the cores is lent none, and its record and a warning
+say so. Measured on 2 cores, three
 combinations of 200 epochs with ``--jobs 2``: 41.4 and 40.7 s with lending, 51.3 and 51.4 s
 without, 44.4 and 45.5 s serially (README, "Speed"). Outside that mode a combination's
 numbers would depend on when the other workers finished, so the cores stay idle.
@@ -36,8 +39,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -46,7 +48,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.executor import Sink, check_sendable
 from harness.plan import Combination
 from harness.reproducible import reproducible_mode, warm_up_math
-from harness.runner import Job, lost_outcome
+from harness.runner import Job, lost_outcome, thread_dependence
 
 READY = "ready"
 START_METHOD = "spawn"
@@ -90,6 +92,49 @@ def follow_share(share: Any) -> None:
         warm_up_math()
 
 
+@dataclass
+class Borrower:
+    """A worker's side of lending. Before each epoch of the combination it was given
+    (:meth:`runs`), it takes up the threads the driver set in ``share``
+    (:func:`follow_share`), unless the model's gradients differ between 1 thread and
+    ``cores``: that is checked (:func:`harness.runner.thread_dependence`, once per model
+    and settings) when cores are first offered, on a model of its own, torch's random
+    state kept, so the combination trains on as before."""
+
+    share: Any
+    cores: int
+    job: Job | None = None
+    combo: Combination | None = None
+    checked: dict[tuple[str, Any], list[str] | None] = field(default_factory=dict)
+
+    def runs(self, job: Job, combo: Combination) -> None:
+        self.job, self.combo = job, combo
+
+    def dependence(self) -> list[str]:
+        """What the check found for the current combination's model: the parameters
+        whose gradient depends on the thread count; empty if unchecked or clean."""
+        return self.checked.get(self._key()) or []
+
+    def __call__(self) -> None:
+        import torch
+
+        if self.share.value == torch.get_num_threads() or self.job is None:
+            return
+        key = self._key()
+        if key not in self.checked:
+            with torch.random.fork_rng(devices=[]):
+                try:
+                    self.checked[key] = thread_dependence(self.job.plan, self.combo,
+                                                          self.job.prepare(), self.cores)
+                except Exception:  # noqa: BLE001 - not lent; the run itself will tell
+                    self.checked[key] = None
+        if self.checked[key] == []:
+            follow_share(self.share)
+
+    def _key(self) -> tuple[str, Any]:
+        return (self.combo.model, self.combo.settings) if self.combo else ("", None)
+
+
 def exit_reason(exitcode: int | None) -> str:
     """How a process ended, in words (``killed by SIGSEGV``, ``exited with code 3``)."""
     if exitcode is None:
@@ -102,9 +147,9 @@ def exit_reason(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def _worker_main(conn: Connection, job: Job, share: Any, driver: int) -> None:
-    """A worker's life: set up, say ready, then run combinations until told to stop,
-    each on the thread count the driver sets in ``share``."""
+def _worker_main(conn: Connection, job: Job, share: Any, lend_cores: int, driver: int) -> None:
+    """A worker's life: set up, say ready, then run combinations until told to stop, on
+    the thread count in ``share``, which the driver may raise to ``lend_cores`` (0: never)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the
     _die_with_driver(driver)                      # driver handles it and stops us
     os.dup2(2, 1)  # anything a plugin prints goes to stderr; the driver's stdout is the table
@@ -112,7 +157,8 @@ def _worker_main(conn: Connection, job: Job, share: Any, driver: int) -> None:
     import torch
 
     torch.set_num_threads(share.value)
-    job = replace(job, between_epochs=partial(follow_share, share))
+    borrower = Borrower(share, lend_cores) if lend_cores > 1 else None
+    job = replace(job, between_epochs=borrower)
     job.prepare()
     conn.send(READY)
     while True:
@@ -122,7 +168,16 @@ def _worker_main(conn: Connection, job: Job, share: Any, driver: int) -> None:
             return
         if combo is None:
             return
-        conn.send(job(combo))
+        if borrower:
+            borrower.runs(job, combo)
+        outcome = job(combo)
+        found = borrower.dependence() if borrower else []
+        if found:
+            outcome.record["thread_dependent_parameters"] = found
+            print(f"harness: warning: {combo.label}: the gradients of {', '.join(found)} "
+                  "depend on the thread count even in --reproducible mode, so its numbers "
+                  "may differ from a serial run's; it was lent no cores", file=sys.stderr)
+        conn.send(outcome)
 
 
 def _die_with_driver(driver: int) -> None:
@@ -204,7 +259,7 @@ class ProcessExecutor:
             while pending or any(w.combo for w in workers):
                 busy = sum(1 for w in workers if w.combo)
                 while len(workers) < min(self.jobs, busy + len(pending)):
-                    workers.append(self._start(context, job))
+                    workers.append(self._start(context, job, lend))
                 for worker in workers:
                     if worker.ready and worker.combo is None and pending:
                         worker.dispatch(pending.popleft())
@@ -221,11 +276,12 @@ class ProcessExecutor:
         for worker, threads in zip(busy, split_cores(self.cores, len(busy))):
             worker.share.value = threads
 
-    def _start(self, context: Any, job: Job) -> _Worker:
+    def _start(self, context: Any, job: Job, lend: bool) -> _Worker:
         parent, child = context.Pipe()
         share = context.RawValue("i", self.threads)
-        process = context.Process(target=_worker_main, args=(child, job, share, os.getpid()),
-                                  name="harness-worker")
+        process = context.Process(target=_worker_main, name="harness-worker",
+                                  args=(child, job, share, self.cores if lend else 0,
+                                        os.getpid()))
         process.start()
         child.close()
         return _Worker(process, parent, share)

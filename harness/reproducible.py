@@ -70,8 +70,10 @@ def thread_dependent_parameters(model: nn.Module, X: Tensor, Y: Tensor,
 
     One step as the trainer takes it: a fresh state, ``forward`` over token ids ``X``
     (B, T), cross-entropy against ``Y`` (B, T), backward; torch's seed is reset before each
-    pass, so dropout draws the same masks. The model's parameters are left as they were;
-    its gradients hold the second pass's. ``--reproducible`` covers a model only where
+    pass, so dropout draws the same masks, and the vector math is warmed up on each thread
+    count (:func:`warm_up_math`), so a first call's rounding is not taken for a
+    dependence. The model's parameters are left as they were; its gradients hold the
+    second pass's. ``--reproducible`` covers a model only where
     this is empty in strict mode: call :func:`make_thread_invariant` first, in a process
     that has not yet made a matrix product (a plugin's test runs it in a fresh one).
     """
@@ -81,6 +83,7 @@ def thread_dependent_parameters(model: nn.Module, X: Tensor, Y: Tensor,
     try:
         for count in (1, threads):
             torch.set_num_threads(count)
+            warm_up_math(device)
             torch.manual_seed(0)
             model.zero_grad(set_to_none=True)
             logits, _ = model(X, model.begin_state(X.shape[0], device))

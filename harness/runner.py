@@ -23,7 +23,7 @@ import torch
 from harness.checkpoints import encode_weights
 from harness.plan import Combination, Plan
 from harness.registry import Registry
-from harness.reproducible import warm_up_math
+from harness.reproducible import thread_dependent_parameters, warm_up_math
 from harness.trainer import seed_everything, train
 
 STATUSES = ("ok", "failed", "diverged", "crashed", "timeout")
@@ -93,6 +93,25 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
     )
     weights = encode_weights(model) if save_checkpoint and result.status == "ok" else None
     return Outcome(record, [asdict(point) for point in result.curve], checkpoint=weights)
+
+
+def thread_dependence(plan: Plan, combo: Combination, registry: Registry,
+                      threads: int) -> list[str]:
+    """The parameters of ``combo``'s model whose gradient over one minibatch of the plan's
+    shape differs between 1 and ``threads`` threads
+    (:func:`harness.reproducible.thread_dependent_parameters`); empty off the CPU, whose
+    threads are what it is about. Seeds torch: call it before the combination runs."""
+    if plan.device.type != "cpu":
+        return []
+    recipe = plan.recipe_for(combo)
+    vocab_size = len(plan.dataset.vocab)
+    torch.manual_seed(combo.seed)
+    model = registry.model(combo.model).factory(vocab_size, recipe.model_settings(),
+                                                plan.device)
+    generator = torch.Generator().manual_seed(combo.seed)
+    X, Y = (torch.randint(0, vocab_size, (recipe.batch_size, recipe.num_steps),
+                          generator=generator) for _ in range(2))
+    return thread_dependent_parameters(model, X, Y, threads)
 
 
 def lost_outcome(combo: Combination, status: str, error: str, wall_seconds: float) -> Outcome:

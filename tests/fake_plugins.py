@@ -21,6 +21,8 @@ def make_distribution(root: Path, dist: str, version: str, module: str, source: 
 SLOW_SCRATCH = """
     import time
 
+    import torch
+
     from harness import hookimpl
     from harness.contracts import ModelSpec
     from harness_builtins.rnn import build_scratch
@@ -41,8 +43,18 @@ SLOW_SCRATCH = """
         return model
 
 
+    def slow_threaded(vocab_size, settings, device):
+        \"\"\"slow-scratch whose output weights' gradient is scaled by the thread count: a
+        model whose numbers depend on it in any mode.\"\"\"
+        model = slow_scratch(vocab_size, settings, device)
+        model.W_hq.register_hook(lambda grad: grad * torch.get_num_threads())
+        return model
+
+
     @hookimpl
     def register_models(register):
         register(ModelSpec("slow-scratch", slow_scratch))
+        register(ModelSpec("slow-threaded", slow_threaded))
 """
-"""A plugin registering ``slow-scratch``; ``.format(delay=seconds)`` first."""
+"""A plugin registering ``slow-scratch`` and ``slow-threaded``; ``.format(delay=seconds)``
+first."""

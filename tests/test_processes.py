@@ -116,6 +116,36 @@ def test_a_worker_takes_up_the_share_the_driver_set(monkeypatch) -> None:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("model, lent, found", [("slow-scratch", True, []),
+                                                 ("slow-threaded", False, ["W_hq"])])
+def test_a_worker_checks_the_model_before_it_takes_up_lent_cores(
+        model: str, lent: bool, found: list[str], site: Path, small_task: Path) -> None:
+    import multiprocessing
+
+    import torch
+
+    from harness.plan import make_plan
+    from harness.processes import Borrower
+    from harness.runner import Job
+
+    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0))
+    registry = load_registry(autoload=True)
+    plan = make_plan(registry, [model], ["sequential"], [0], str(small_task), device="cpu")
+    borrower = Borrower(multiprocessing.get_context("spawn").RawValue("i", 2), cores=2)
+    borrower.runs(Job(plan, registry.loader, registry=registry), plan.combinations[0])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(5)
+        state = torch.get_rng_state()
+        borrower()  # as between two epochs, with the driver offering 2 threads
+        assert torch.get_num_threads() == (2 if lent else 1)
+        assert borrower.dependence() == found
+        assert torch.equal(torch.get_rng_state(), state)  # the training's draws go on
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_idle_cores_are_lent_only_in_reproducible_mode(monkeypatch) -> None:
     monkeypatch.delenv(VARIABLE, raising=False)
     assert not ProcessExecutor(jobs=2).lends_cores
@@ -130,19 +160,35 @@ def test_the_last_combination_takes_up_the_cores_of_a_finished_worker(
         lend: bool, site: Path, small_task: Path, tmp_path: Path) -> None:
     # nnrnn is done within slow-scratch's first epoch; from then on slow-scratch trains
     # alone, on both cores if they are lent, on its own one if not.
-    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.03))
+    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.02))
     result = run(models=["slow-scratch", "nnrnn"], samplers=["sequential"],
-                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=3,
+                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=2,
                  registry=load_registry(autoload=True),
                  executor=ProcessExecutor(jobs=2, cores=2, lend_cores=lend))
     assert result.status == "complete"
     store = RunStore(result.path)
     threads = {r["model"]: [p["threads"] for p in store.curve(r["key"])]
                for r in store.records()}
-    assert threads["nnrnn"] == [1, 1, 1]
+    assert threads["nnrnn"] == [1, 1]
     assert threads["slow-scratch"][0] == 1
     assert threads["slow-scratch"][-1] == (2 if lend else 1)
     assert {r["torch_threads"] for r in store.records()} == {1}  # what each started on
+
+
+def test_a_model_whose_numbers_follow_the_threads_is_lent_no_cores(
+        site: Path, small_task: Path, tmp_path: Path) -> None:
+    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.02))
+    result = run(models=["slow-threaded", "nnrnn"], samplers=["sequential"],
+                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=2,
+                 registry=load_registry(autoload=True),
+                 executor=ProcessExecutor(jobs=2, cores=2, lend_cores=True))
+    store = RunStore(result.path)
+    records = {r["model"]: r for r in store.records()}
+    threaded = records["slow-threaded"]
+    assert threaded["status"] == "ok"
+    assert threaded["thread_dependent_parameters"] == ["W_hq"]
+    assert [p["threads"] for p in store.curve(threaded["key"])] == [1, 1]
+    assert "thread_dependent_parameters" not in records["nnrnn"]
 
 
 def test_a_lone_combination_gets_every_core_from_its_first_epoch(small_task: Path,

@@ -168,10 +168,10 @@ def _worker_main(conn: Connection, job: Job, share: Any, lend_cores: int, driver
             return
         if combo is None:
             return
-        if borrower:
+        if borrower is not None:
             borrower.runs(job, combo)
         outcome = job(combo)
-        found = borrower.dependence() if borrower else []
+        found = borrower.dependence() if borrower is not None else []
         if found:
             outcome.record["thread_dependent_parameters"] = found
             print(f"harness: warning: {combo.label}: the gradients of {', '.join(found)} "

@@ -48,7 +48,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.executor import Sink, check_sendable
 from harness.plan import Combination
 from harness.reproducible import reproducible_mode, warm_up_math
-from harness.runner import Job, lost_outcome, thread_dependence
+from harness.runner import Job, Outcome, lost_outcome, thread_dependence
 
 READY = "ready"
 START_METHOD = "spawn"
@@ -110,17 +110,13 @@ class Borrower:
     def runs(self, job: Job, combo: Combination) -> None:
         self.job, self.combo = job, combo
 
-    def dependence(self) -> list[str]:
-        """What the check found for the current combination's model: the parameters
-        whose gradient depends on the thread count; empty if unchecked or clean."""
-        return self.checked.get(self._key()) or []
-
     def __call__(self) -> None:
         import torch
 
-        if self.share.value == torch.get_num_threads() or self.job is None:
+        if self.job is None or self.combo is None or \
+                self.share.value == torch.get_num_threads():
             return
-        key = self._key()
+        key = (self.combo.model, self.combo.settings)
         if key not in self.checked:
             with torch.random.fork_rng(devices=[]):
                 try:
@@ -131,8 +127,23 @@ class Borrower:
         if self.checked[key] == []:
             follow_share(self.share)
 
-    def _key(self) -> tuple[str, Any]:
-        return (self.combo.model, self.combo.settings) if self.combo else ("", None)
+    def dependence(self) -> list[str]:
+        """What the check found for the current combination's model: the parameters
+        whose gradient depends on the thread count; empty if unchecked or clean."""
+        if self.combo is None:
+            return []
+        return self.checked.get((self.combo.model, self.combo.settings)) or []
+
+    def mark(self, outcome: Outcome) -> None:
+        """If the current combination's model depends on the thread count, say so in its
+        record and on stderr."""
+        found = self.dependence()
+        if found and self.combo is not None:
+            outcome.record["thread_dependent_parameters"] = found
+            print(f"harness: warning: {self.combo.label}: the gradients of "
+                  f"{', '.join(found)} depend on the thread count even in --reproducible "
+                  "mode, so its numbers may differ from a serial run's; it was lent no cores",
+                  file=sys.stderr)
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -168,15 +179,12 @@ def _worker_main(conn: Connection, job: Job, share: Any, lend_cores: int, driver
             return
         if combo is None:
             return
-        if borrower is not None:
-            borrower.runs(job, combo)
+        if borrower is None:
+            conn.send(job(combo))
+            continue
+        borrower.runs(job, combo)
         outcome = job(combo)
-        found = borrower.dependence() if borrower is not None else []
-        if found:
-            outcome.record["thread_dependent_parameters"] = found
-            print(f"harness: warning: {combo.label}: the gradients of {', '.join(found)} "
-                  "depend on the thread count even in --reproducible mode, so its numbers "
-                  "may differ from a serial run's; it was lent no cores", file=sys.stderr)
+        borrower.mark(outcome)
         conn.send(outcome)
 
 

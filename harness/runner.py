@@ -65,8 +65,7 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
         warm_up_math(plan.device)
         rng = seed_everything(combo.seed)
         sampler = registry.sampler(combo.sampler)
-        model = registry.model(combo.model).factory(len(plan.dataset.vocab), settings,
-                                                    plan.device)
+        model = build_model(plan, combo, registry)
         result = train(
             model, sampler, plan.dataset, recipe, plan.device, rng,
             prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
@@ -95,19 +94,26 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
     return Outcome(record, [asdict(point) for point in result.curve], checkpoint=weights)
 
 
+def build_model(plan: Plan, combo: Combination, registry: Registry) -> torch.nn.Module:
+    """``combo``'s model, new, with its settings, on the plan's device."""
+    return registry.model(combo.model).factory(len(plan.dataset.vocab),
+                                               plan.recipe_for(combo).model_settings(),
+                                               plan.device)
+
+
 def thread_dependence(plan: Plan, combo: Combination, registry: Registry,
                       threads: int) -> list[str]:
     """The parameters of ``combo``'s model whose gradient over one minibatch of the plan's
     shape differs between 1 and ``threads`` threads
     (:func:`harness.reproducible.thread_dependent_parameters`); empty off the CPU, whose
-    threads are what it is about. Seeds torch: call it before the combination runs."""
+    threads are what it is about. It seeds torch: a running combination calls it inside
+    ``torch.random.fork_rng`` to keep its own draws."""
     if plan.device.type != "cpu":
         return []
     recipe = plan.recipe_for(combo)
     vocab_size = len(plan.dataset.vocab)
     torch.manual_seed(combo.seed)
-    model = registry.model(combo.model).factory(vocab_size, recipe.model_settings(),
-                                                plan.device)
+    model = build_model(plan, combo, registry)
     generator = torch.Generator().manual_seed(combo.seed)
     X, Y = (torch.randint(0, vocab_size, (recipe.batch_size, recipe.num_steps),
                           generator=generator) for _ in range(2))

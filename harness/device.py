@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -31,6 +32,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device {name!r}; choose from: {', '.join(DEVICE_CHOICES)}")
     return device
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def cpu_name() -> str:

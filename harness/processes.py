@@ -12,13 +12,13 @@ left to hand out, a worker that finishes has nothing to do, and its cores would 
 until the last combinations end. With ``lend_cores`` (the default in ``--reproducible``
 mode, :mod:`harness.reproducible`, where the numbers are the same on any thread count)
 the driver splits all the cores between the workers still busy, and each takes up its
-new share before its next epoch (:func:`follow_share`). Before it takes up more, a
-worker checks the model (:func:`harness.runner.thread_dependence`): one whose gradients
-differ between 1 thread and all the cores is lent none, and its record and a warning
-say so. Measured on 2 cores, three
-combinations of 200 epochs with ``--jobs 2``: 41.4 and 40.7 s with lending, 51.3 and 51.4 s
-without, 44.4 and 45.5 s serially (README, "Speed"). Outside that mode a combination's
-numbers would depend on when the other workers finished, so the cores stay idle.
+new share before its next epoch (:func:`follow_share`). Each combination's model is
+checked first (:func:`harness.runner.check_threads`): one whose gradients differ between
+1 thread and all the cores is lent none, and its record and a warning say so. Measured
+on 2 cores, three combinations of 200 epochs with ``--jobs 2``: 41.4 and 40.7 s with
+lending, 51.3 and 51.4 s without, 44.4 and 45.5 s serially (README, "Speed"). Outside
+that mode a combination's numbers would depend on when the other workers finished, so
+the cores stay idle.
 
 A worker that dies in the middle of a combination (``os._exit``, a segfault, the kernel's
 OOM killer) gets that combination recorded as ``crashed``; one still running it after
@@ -39,16 +39,18 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from functools import partial
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from harness.device import available_cores
 from harness.errors import ConfigError, HarnessError
 from harness.executor import Sink, check_sendable
 from harness.plan import Combination
 from harness.reproducible import reproducible_mode, warm_up_math
-from harness.runner import Job, Outcome, lost_outcome, thread_dependence
+from harness.runner import Job, lost_outcome
 
 READY = "ready"
 START_METHOD = "spawn"
@@ -57,14 +59,6 @@ PR_SET_PDEATHSIG = 1
 
 class WorkerError(HarnessError):
     """A worker process could not start, so no combination can run."""
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask, where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def threads_per_worker(jobs: int, cores: int | None = None) -> int:
@@ -92,60 +86,6 @@ def follow_share(share: Any) -> None:
         warm_up_math()
 
 
-@dataclass
-class Borrower:
-    """A worker's side of lending. Before each epoch of the combination it was given
-    (:meth:`runs`), it takes up the threads the driver set in ``share``
-    (:func:`follow_share`), unless the model's gradients differ between 1 thread and
-    ``cores``: that is checked (:func:`harness.runner.thread_dependence`, once per model
-    and settings) when cores are first offered, on a model of its own, torch's random
-    state kept, so the combination trains on as before."""
-
-    share: Any
-    cores: int
-    job: Job | None = None
-    combo: Combination | None = None
-    checked: dict[tuple[str, Any], list[str] | None] = field(default_factory=dict)
-
-    def runs(self, job: Job, combo: Combination) -> None:
-        self.job, self.combo = job, combo
-
-    def __call__(self) -> None:
-        import torch
-
-        if self.job is None or self.combo is None or \
-                self.share.value == torch.get_num_threads():
-            return
-        key = (self.combo.model, self.combo.settings)
-        if key not in self.checked:
-            with torch.random.fork_rng(devices=[]):
-                try:
-                    self.checked[key] = thread_dependence(self.job.plan, self.combo,
-                                                          self.job.prepare(), self.cores)
-                except Exception:  # noqa: BLE001 - not lent; the run itself will tell
-                    self.checked[key] = None
-        if self.checked[key] == []:
-            follow_share(self.share)
-
-    def dependence(self) -> list[str]:
-        """What the check found for the current combination's model: the parameters
-        whose gradient depends on the thread count; empty if unchecked or clean."""
-        if self.combo is None:
-            return []
-        return self.checked.get((self.combo.model, self.combo.settings)) or []
-
-    def mark(self, outcome: Outcome) -> None:
-        """If the current combination's model depends on the thread count, say so in its
-        record and on stderr."""
-        found = self.dependence()
-        if found and self.combo is not None:
-            outcome.record["thread_dependent_parameters"] = found
-            print(f"harness: warning: {self.combo.label}: the gradients of "
-                  f"{', '.join(found)} depend on the thread count even in --reproducible "
-                  "mode, so its numbers may differ from a serial run's; it was lent no cores",
-                  file=sys.stderr)
-
-
 def exit_reason(exitcode: int | None) -> str:
     """How a process ended, in words (``killed by SIGSEGV``, ``exited with code 3``)."""
     if exitcode is None:
@@ -158,9 +98,9 @@ def exit_reason(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def _worker_main(conn: Connection, job: Job, share: Any, lend_cores: int, driver: int) -> None:
+def _worker_main(conn: Connection, job: Job, share: Any, lend: bool, driver: int) -> None:
     """A worker's life: set up, say ready, then run combinations until told to stop, on
-    the thread count in ``share``, which the driver may raise to ``lend_cores`` (0: never)."""
+    the thread count in ``share``, which the driver may raise where ``lend`` is true."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the
     _die_with_driver(driver)                      # driver handles it and stops us
     os.dup2(2, 1)  # anything a plugin prints goes to stderr; the driver's stdout is the table
@@ -168,8 +108,8 @@ def _worker_main(conn: Connection, job: Job, share: Any, lend_cores: int, driver
     import torch
 
     torch.set_num_threads(share.value)
-    borrower = Borrower(share, lend_cores) if lend_cores > 1 else None
-    job = replace(job, between_epochs=borrower)
+    if lend:
+        job = replace(job, take_lent_threads=partial(follow_share, share))
     job.prepare()
     conn.send(READY)
     while True:
@@ -179,13 +119,7 @@ def _worker_main(conn: Connection, job: Job, share: Any, lend_cores: int, driver
             return
         if combo is None:
             return
-        if borrower is None:
-            conn.send(job(combo))
-            continue
-        borrower.runs(job, combo)
-        outcome = job(combo)
-        borrower.mark(outcome)
-        conn.send(outcome)
+        conn.send(job(combo))
 
 
 def _die_with_driver(driver: int) -> None:
@@ -288,7 +222,7 @@ class ProcessExecutor:
         parent, child = context.Pipe()
         share = context.RawValue("i", self.threads)
         process = context.Process(target=_worker_main, name="harness-worker",
-                                  args=(child, job, share, self.cores if lend else 0,
+                                  args=(child, job, share, lend and self.cores > 1,
                                         os.getpid()))
         process.start()
         child.close()

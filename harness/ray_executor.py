@@ -38,10 +38,10 @@ from typing import Any
 
 import torch
 
+from harness.device import available_cores
 from harness.errors import ConfigError
 from harness.executor import Sink, check_sendable
 from harness.plan import Combination
-from harness.processes import available_cores
 from harness.reproducible import VARIABLE, reproducible_mode
 from harness.runner import Job, Outcome, lost_outcome
 

@@ -11,6 +11,7 @@ loss); ``crashed`` (the process running it died); ``timeout`` (it ran past ``--t
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback as tb
 from collections.abc import Callable
@@ -21,9 +22,10 @@ from typing import Any
 import torch
 
 from harness.checkpoints import encode_weights
+from harness.device import available_cores
 from harness.plan import Combination, Plan
 from harness.registry import Registry
-from harness.reproducible import thread_dependent_parameters, warm_up_math
+from harness.reproducible import reproducible_mode, thread_dependent_parameters, warm_up_math
 from harness.trainer import seed_everything, train
 
 STATUSES = ("ok", "failed", "diverged", "crashed", "timeout")
@@ -52,16 +54,25 @@ def base_record(combo: Combination) -> dict[str, Any]:
 
 def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: bool,
                     save_checkpoint: bool = False,
-                    between_epochs: Callable[[], None] | None = None) -> Outcome:
+                    take_lent_threads: Callable[[], None] | None = None) -> Outcome:
     """Train ``combo`` from its own seed (so results never depend on the order of work),
-    with its own recipe (the run's, changed by its settings). ``between_epochs``: see
-    :func:`harness.trainer.train`. The record's ``torch_threads`` is the thread count of
-    its first epoch; its curve gives each epoch's."""
+    with its own recipe (the run's, changed by its settings). The record's
+    ``torch_threads`` is the thread count of its first epoch; its curve gives each epoch's.
+
+    ``take_lent_threads``, called before every epoch (:func:`harness.trainer.train`), lets
+    an executor's worker take up cores that others left idle (:mod:`harness.processes`).
+    In ``--reproducible`` mode, and whenever threads may be lent, the model is checked
+    first (:func:`check_threads`): one whose numbers follow the thread count is lent none,
+    and its record and a warning say so.
+    """
     record = base_record(combo)
     started = time.perf_counter()
     recipe = plan.recipe_for(combo)
     settings = recipe.model_settings()
     try:
+        if reproducible_mode() or take_lent_threads is not None:
+            if check_threads(plan, combo, registry, record, lent=take_lent_threads is not None):
+                take_lent_threads = None
         warm_up_math(plan.device)
         rng = seed_everything(combo.seed)
         sampler = registry.sampler(combo.sampler)
@@ -69,7 +80,7 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
         result = train(
             model, sampler, plan.dataset, recipe, plan.device, rng,
             prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
-            label=combo.label, quiet=quiet, between_epochs=between_epochs,
+            label=combo.label, quiet=quiet, between_epochs=take_lent_threads,
         )
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's failure is recorded
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
@@ -104,10 +115,10 @@ def build_model(plan: Plan, combo: Combination, registry: Registry) -> torch.nn.
 def thread_dependence(plan: Plan, combo: Combination, registry: Registry,
                       threads: int) -> list[str]:
     """The parameters of ``combo``'s model whose gradient over one minibatch of the plan's
-    shape differs between 1 and ``threads`` threads
+    shape and precision differs between 1 and ``threads`` threads
     (:func:`harness.reproducible.thread_dependent_parameters`); empty off the CPU, whose
-    threads are what it is about. It seeds torch: a running combination calls it inside
-    ``torch.random.fork_rng`` to keep its own draws."""
+    threads are what it is about. It seeds torch, so call it before the combination's
+    own seeding."""
     if plan.device.type != "cpu":
         return []
     recipe = plan.recipe_for(combo)
@@ -117,7 +128,28 @@ def thread_dependence(plan: Plan, combo: Combination, registry: Registry,
     generator = torch.Generator().manual_seed(combo.seed)
     X, Y = (torch.randint(0, vocab_size, (recipe.batch_size, recipe.num_steps),
                           generator=generator) for _ in range(2))
-    return thread_dependent_parameters(model, X, Y, threads)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
+        return thread_dependent_parameters(model, X, Y, threads)
+
+
+def check_threads(plan: Plan, combo: Combination, registry: Registry, record: dict[str, Any],
+                  lent: bool) -> bool:
+    """Whether ``combo``'s model trains to other numbers on another thread count, checked
+    between 1 thread and every core this process may use (at least 2). If so, the record's
+    ``thread_dependent_parameters`` names the parameters and a warning goes to stderr
+    (``lent``: the combination was to be lent threads, and is not). A model that fails the
+    check is not flagged: its training, which comes next, reports the failure."""
+    try:
+        found = thread_dependence(plan, combo, registry, max(2, available_cores()))
+    except Exception:  # noqa: BLE001 - the run itself will tell
+        return False
+    if found:
+        record["thread_dependent_parameters"] = found
+        mode = " even in --reproducible mode" if reproducible_mode() else ""
+        print(f"harness: warning: {combo.label}: the gradients of {', '.join(found)} depend "
+              f"on the thread count{mode}, so its numbers may differ from a run on another "
+              f"number of threads{'; it is lent no cores' if lent else ''}", file=sys.stderr)
+    return bool(found)
 
 
 def lost_outcome(combo: Combination, status: str, error: str, wall_seconds: float) -> Outcome:
@@ -143,12 +175,12 @@ class Job:
     quiet: bool = False
     save_checkpoints: bool = False
     registry: Registry | None = field(default=None, repr=False, compare=False)
-    between_epochs: Callable[[], None] | None = field(default=None, repr=False, compare=False)
-    """Called before every epoch (:func:`harness.trainer.train`); set where the job runs,
-    never sent with it."""
+    take_lent_threads: Callable[[], None] | None = field(default=None, repr=False,
+                                                         compare=False)
+    """See :func:`run_combination`; set where the job runs, never sent with it."""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "registry": None, "between_epochs": None}
+        return {**self.__dict__, "registry": None, "take_lent_threads": None}
 
     def quietly(self) -> Job:
         """The same job without progress bars (for workers sharing one terminal)."""
@@ -167,4 +199,4 @@ class Job:
 
     def __call__(self, combo: Combination) -> Outcome:
         return run_combination(self.plan, combo, self.prepare(), self.quiet,
-                               self.save_checkpoints, self.between_epochs)
+                               self.save_checkpoints, self.take_lent_threads)

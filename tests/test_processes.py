@@ -116,36 +116,6 @@ def test_a_worker_takes_up_the_share_the_driver_set(monkeypatch) -> None:
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("model, lent, found", [("slow-scratch", True, []),
-                                                 ("slow-threaded", False, ["W_hq"])])
-def test_a_worker_checks_the_model_before_it_takes_up_lent_cores(
-        model: str, lent: bool, found: list[str], site: Path, small_task: Path) -> None:
-    import multiprocessing
-
-    import torch
-
-    from harness.plan import make_plan
-    from harness.processes import Borrower
-    from harness.runner import Job
-
-    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0))
-    registry = load_registry(autoload=True)
-    plan = make_plan(registry, [model], ["sequential"], [0], str(small_task), device="cpu")
-    borrower = Borrower(multiprocessing.get_context("spawn").RawValue("i", 2), cores=2)
-    borrower.runs(Job(plan, registry.loader, registry=registry), plan.combinations[0])
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        torch.manual_seed(5)
-        state = torch.get_rng_state()
-        borrower()  # as between two epochs, with the driver offering 2 threads
-        assert torch.get_num_threads() == (2 if lent else 1)
-        assert borrower.dependence() == found
-        assert torch.equal(torch.get_rng_state(), state)  # the training's draws go on
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_idle_cores_are_lent_only_in_reproducible_mode(monkeypatch) -> None:
     monkeypatch.delenv(VARIABLE, raising=False)
     assert not ProcessExecutor(jobs=2).lends_cores

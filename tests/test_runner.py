@@ -1,0 +1,78 @@
+"""Running one combination: the thread check that comes before lending or --reproducible.
+The models are the slow fake plugin's: ``slow-scratch`` (clean at the small task's shapes)
+and ``slow-threaded`` (its output weights' gradient scaled by the thread count)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.plan import make_plan
+from harness.plugins import load_registry
+from harness.reproducible import VARIABLE
+from harness.runner import run_combination
+
+from fake_plugins import SLOW_SCRATCH, make_distribution
+
+
+@pytest.fixture
+def slow_registry(site: Path):
+    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0))
+    return load_registry(autoload=True)
+
+
+def train(registry, task: Path, model: str, lend: bool) -> tuple[dict, list[int]]:
+    """One combination of ``model`` for 2 epochs; the record, and the thread counts a
+    worker would have been offered lent cores at (empty when it was offered none)."""
+    plan = make_plan(registry, [model], ["sequential"], [0], str(task), device="cpu",
+                     overrides={"epochs": 2})
+    offers: list[int] = []
+    outcome = run_combination(plan, plan.combinations[0], registry, quiet=True,
+                              take_lent_threads=(lambda: offers.append(1)) if lend else None)
+    assert outcome.record["status"] == "ok", outcome.traceback
+    return outcome.record, offers
+
+
+@pytest.mark.parametrize("model, lent", [("slow-scratch", True), ("slow-threaded", False)])
+def test_a_combination_is_lent_threads_only_if_its_model_passes_the_check(
+        model: str, lent: bool, slow_registry, small_task: Path, monkeypatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(VARIABLE, raising=False)
+    record, offers = train(slow_registry, small_task, model, lend=True)
+    assert offers == ([1, 1] if lent else [])  # before each of the 2 epochs, or never
+    warning = capsys.readouterr().err
+    if lent:
+        assert "thread_dependent_parameters" not in record and "warning" not in warning
+    else:
+        assert record["thread_dependent_parameters"] == ["W_hq"]
+        assert "W_hq depend on the thread count" in warning and "lent no cores" in warning
+
+
+def test_reproducible_mode_checks_every_combination_lent_or_not(
+        slow_registry, small_task: Path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(VARIABLE, "AUTO,STRICT")  # as harness run --reproducible sets it
+    threaded, _ = train(slow_registry, small_task, "slow-threaded", lend=False)
+    clean, _ = train(slow_registry, small_task, "slow-scratch", lend=False)
+    assert threaded["thread_dependent_parameters"] == ["W_hq"]
+    assert "thread_dependent_parameters" not in clean
+    warning = capsys.readouterr().err
+    assert "even in --reproducible mode" in warning and "lent" not in warning
+    monkeypatch.delenv(VARIABLE)
+    unchecked, _ = train(slow_registry, small_task, "slow-threaded", lend=False)
+    assert "thread_dependent_parameters" not in unchecked  # the default mode promises none
+
+
+def test_the_check_leaves_the_combinations_numbers_as_they_were(
+        slow_registry, small_task: Path, monkeypatch) -> None:
+    monkeypatch.delenv(VARIABLE, raising=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the check runs on 2 and must give the 1 back
+        checked, offers = train(slow_registry, small_task, "slow-scratch", lend=True)
+        plain, _ = train(slow_registry, small_task, "slow-scratch", lend=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert offers == [1, 1]
+    for field in ("train_ppl", "valid_ppl", "samples", "torch_threads"):
+        assert checked[field] == plain[field]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from harness.api import load_run, run
 from harness.cli import main
-from harness.errors import ConfigError
+from harness.errors import ConfigError, CorpusError
 from harness.plan import make_plan
 from harness.plugins import load_registry
 from harness.resume import load_plan, plan_manifest, remaining
@@ -165,6 +165,54 @@ def test_the_plan_comes_back_from_the_manifest(small_task: Path, small_corpus: P
     small_corpus.write_text(small_corpus.read_text() + " more", encoding="utf-8")
     with pytest.raises(ConfigError, match="was trained on sha1"):
         load_plan(manifest, registry, Path("run"))
+
+
+def test_a_corpus_given_by_a_relative_path_is_found_from_another_directory(
+        small_task: Path, small_corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    # A task without a path of its own: only --corpus, as given, reached the manifest.
+    task = tmp_path / "bare.toml"
+    task.write_text(small_task.read_text().replace('path = "small.txt"', 'url = '
+                                                   '"https://example.invalid/small.txt"'))
+    registry = load_registry()
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(registry, ["scratch"], ["random"], [0], str(task), corpus=Path("small.txt"))
+    manifest = json.loads(json.dumps({"settings": plan.settings(),
+                                      "plan": plan_manifest(plan, False)}))
+    assert manifest["settings"]["corpus"]["path"] == "small.txt"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(CorpusError, match=r"corpus small.txt is not there.*HARNESS_CORPUS"):
+        load_plan(manifest, registry, Path("run"))
+    monkeypatch.setenv("HARNESS_CORPUS", str(small_corpus))
+    again, _ = load_plan(manifest, registry, Path("run"))
+    assert again.dataset.train == plan.dataset.train
+    other = tmp_path / "other.txt"
+    other.write_text(small_corpus.read_text() + " more", encoding="utf-8")
+    monkeypatch.setenv("HARNESS_CORPUS", str(other))
+    with pytest.raises(ConfigError, match="was trained on sha1"):
+        load_plan(manifest, registry, Path("run"))
+
+
+@pytest.mark.parametrize("edit, changed", [
+    (("num_preds = 10", "num_preds = 12"), "num_preds 10 then, 12 now"),
+    (('prefixes = ["the time"]', 'prefixes = ["the"]'), "prefixes ['the time'] then"),
+    (("max_tokens = 1500", "max_tokens = 1400"), None),  # the run's recipe is stored
+])
+def test_resume_refuses_a_task_file_changed_since_the_run(
+        edit: tuple[str, str], changed: str | None, small_task: Path) -> None:
+    registry = load_registry()
+    plan = make_plan(registry, ["scratch"], ["random"], [0], str(small_task))
+    manifest = json.loads(json.dumps({"settings": plan.settings(),
+                                      "plan": plan_manifest(plan, False)}))
+    small_task.write_text(small_task.read_text().replace(*edit))
+    if changed is None:
+        again, _ = load_plan(manifest, registry, Path("run"))
+        assert again.dataset.train == plan.dataset.train
+        return
+    with pytest.raises(ConfigError, match="has changed since the run") as error:
+        load_plan(manifest, registry, Path("run"))
+    assert changed in str(error.value)
 
 
 def test_remaining_is_what_has_no_record_or_failed_when_asked(small_task: Path) -> None:

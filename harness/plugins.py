@@ -4,7 +4,9 @@ Built-in plugins are modules listed by name in :data:`BUILTIN_PLUGINS`. Installe
 are found through the entry-point group ``rnn_harness`` (the distribution's name); setting
 ``HARNESS_DISABLE_PLUGIN_AUTOLOAD`` to a non-empty value skips them. Each plugin is loaded,
 validated and asked for its registrations on its own, so one broken plugin is reported
-(with its distribution and error) and never stops the others.
+(with its distribution and error) and never stops the others: an exception or a
+``SystemExit`` from its import or its hooks, or a spec of the wrong type passed to
+``register``. A ``KeyboardInterrupt`` still stops everything.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pluggy
 
 from harness import DISTRIBUTION, PROJECT, __version__, hookspecs
+from harness.contracts import ModelSpec, SamplerSpec
 from harness.registry import Catalog, PluginFailure, Provider, Registry
 
 ENTRY_POINT_GROUP = PROJECT
@@ -97,7 +100,8 @@ def _entry_point_candidates() -> list[tuple[str, Provider, Callable[[], Any]]]:
 def _fail(registry: Registry, provider: Provider, error: BaseException | str) -> None:
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     registry.failures.append(
-        PluginFailure(provider.plugin, provider.distribution, provider.version, " ".join(text.split()))
+        PluginFailure(provider.plugin, provider.distribution, provider.version,
+                      " ".join(text.split()))
     )
 
 
@@ -111,7 +115,7 @@ def _register(
     """Import and register one plugin; on any error record it and leave the rest alone."""
     try:
         plugin = load()
-    except Exception as error:  # noqa: BLE001 - any import error is the plugin's, not ours
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the plugin's error, not ours
         _fail(registry, provider, error)
         return False
     if pm.has_plugin(name) or pm.is_registered(plugin):
@@ -130,16 +134,37 @@ def _register(
 
 def _collect(pm: pluggy.PluginManager, name: str, provider: Provider, registry: Registry) -> None:
     """Call one plugin's hooks, attributing each registration to it."""
-    hooks: list[tuple[pluggy.HookCaller, Catalog[Any]]] = [
-        (pm.hook.register_models, registry.models),
-        (pm.hook.register_samplers, registry.samplers),
+    hooks: list[tuple[pluggy.HookCaller, Catalog[Any], type]] = [
+        (pm.hook.register_models, registry.models, ModelSpec),
+        (pm.hook.register_samplers, registry.samplers, SamplerSpec),
     ]
-    for hook, catalog in hooks:
+    for hook, catalog, expected in hooks:
         for impl in hook.get_hookimpls():
             if impl.plugin_name != name:
                 continue
-            kwargs = {"register": lambda spec, c=catalog: c.add(spec, provider)}
+            kwargs = {"register": _registrar(hook.name, catalog, expected, provider, registry)}
             try:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except Exception as error:  # noqa: BLE001 - a broken plugin must not stop others
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - must not stop others
                 _fail(registry, provider, error)
+
+
+def _registrar(hook: str, catalog: Catalog[Any], expected: type, provider: Provider,
+               registry: Registry) -> Callable[[Any], None]:
+    """The ``register`` callback a hook gets: adds a spec of the ``expected`` type to
+    ``catalog``; anything else is recorded as the plugin's failure, not listed (it would
+    only break at training time)."""
+
+    def register(spec: Any) -> None:
+        if isinstance(spec, expected):
+            catalog.add(spec, provider)
+            return
+        _fail(registry, provider, f"{hook} got {type(spec).__name__} {_label(spec)}, "
+                                  f"expected a {expected.__name__}")
+
+    return register
+
+
+def _label(spec: Any) -> str:
+    name = getattr(spec, "name", None)
+    return repr(name) if isinstance(name, str) else repr(spec)[:60]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import io
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -13,10 +14,12 @@ TOKENIZERS = ("char", "word")
 
 
 def read_lines(path: Path) -> list[str]:
-    """d2l's ``read_time_machine``: per line, non-letters -> one space, strip, lower-case.
+    r"""d2l's ``read_time_machine``: per line, non-letters -> one space, strip, lower-case.
 
-    Invalid UTF-8, an empty file, or a file with no letters at all is a CorpusError naming
-    the file.
+    Lines break where d2l's ``open(path).readlines()`` breaks them (universal newlines:
+    ``\n``, ``\r``, ``\r\n`` only), not at every ``str.splitlines`` boundary (form feed,
+    ``\x85``, ``\u2028``...), whose split would drop the space d2l puts there. Invalid
+    UTF-8, an empty file, or a file with no letters at all is a CorpusError naming the file.
     """
     try:
         raw = path.read_bytes().decode("utf-8")
@@ -26,7 +29,8 @@ def read_lines(path: Path) -> list[str]:
         raise CorpusError(f"{path}: cannot read ({error.strerror})") from None
     if not raw.strip():
         raise CorpusError(f"{path}: the corpus is empty")
-    lines = [re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in raw.splitlines()]
+    lines = [re.sub("[^A-Za-z]+", " ", line).strip().lower()
+             for line in io.StringIO(raw, newline=None).readlines()]
     if not any(lines):
         raise CorpusError(f"{path}: the corpus has no letters left after preprocessing")
     return lines

@@ -95,7 +95,8 @@ def test_duplicate_names_are_an_error_naming_both_when_selected(site: Path) -> N
     with pytest.raises(ConfigError) as info:
         registry.model("scratch")
     message = str(info.value)
-    assert "'harness_builtins.rnn' (rnn-harness" in message and "'fake_dup' (fake-dup 2.0)" in message
+    assert "'harness_builtins.rnn' (rnn-harness" in message
+    assert "'fake_dup' (fake-dup 2.0)" in message
 
 
 class InProcess:
@@ -125,3 +126,40 @@ def test_plugin_whose_hook_raises_is_reported() -> None:
     registry = load_registry(autoload=False, extra=[Raises()])
     assert any("cannot register" in f.error for f in registry.failures)
     assert "scratch" in registry.models.names()
+
+
+def test_plugin_calling_sys_exit_is_reported_and_others_load(site: Path) -> None:
+    make_distribution(site, "fake-exit", "0.1", "fake_exit", "import sys\nsys.exit('bye')\n")
+    make_distribution(site, "fake-good", "1.0", "fake_good", GOOD)
+
+    class ExitsInHook:
+        @hookimpl
+        def register_samplers(self, register):
+            raise SystemExit("hook bye")
+
+    registry = load_registry(autoload=True, extra=[ExitsInHook()])
+    assert "tiny" in registry.models.names() and "sequential" in registry.samplers.names()
+    errors = {f.plugin: f.error for f in registry.failures}
+    assert errors["fake_exit"] == "SystemExit: bye"
+    assert errors["ExitsInHook-0"] == "SystemExit: hook bye"
+
+
+def test_keyboard_interrupt_in_a_plugin_still_stops_loading(site: Path) -> None:
+    make_distribution(site, "fake-ctrlc", "0.1", "fake_ctrlc", "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        load_registry(autoload=True)
+
+
+def test_spec_of_the_wrong_type_is_refused_as_the_plugins_failure() -> None:
+    class Mixed:
+        @hookimpl
+        def register_samplers(self, register):
+            register(ModelSpec("model-as-sampler", build_scratch))
+            register(SamplerSpec("plain", seq_data_iter_sequential, carries_state=True))
+
+    registry = load_registry(autoload=False, extra=[Mixed()])
+    assert "model-as-sampler" not in registry.samplers.names()
+    assert registry.sampler("plain")  # the plugin's well-typed registrations stay usable
+    (failure,) = registry.failures
+    assert failure.plugin == "Mixed-0" and failure.error == (
+        "register_samplers got ModelSpec 'model-as-sampler', expected a SamplerSpec")

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,29 @@ def test_preprocessing_is_d2ls(tmp_path: Path) -> None:
     assert read_lines(path) == ["the time machine by h g wells", "", "i"]
 
 
+def d2l_read_time_machine(path: Path) -> list[str]:
+    """d2l's ``read_time_machine`` (§8.2), verbatim but for the file it opens."""
+    with open(path, "r", encoding="utf-8") as f:
+        lines = f.readlines()
+    return [re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in lines]
+
+
+def test_lines_break_only_where_d2ls_readlines_breaks_them(tmp_path: Path) -> None:
+    # str.splitlines would also break at \x0c, \x0b, \x1c-\x1e, \x85, \u2028, \u2029
+    path = tmp_path / "t.txt"
+    path.write_bytes("The Time\x0cMachine\nby H G\x85Wells\r\nof\x0b\x1c\x1d\x1ethe\r"
+                     "future\u2028and\u2029past\n".encode("utf-8"))
+    assert read_lines(path) == d2l_read_time_machine(path) == [
+        "the time machine", "by h g wells", "of the", "future and past"]
+
+
 def test_canonical_corpus_gives_28_char_tokens(timemachine: Path) -> None:
     tokens = [t for line in tokenize(read_lines(timemachine)) for t in line]
     vocab = Vocab(tokens)
     assert len(vocab) == 28
     assert vocab.idx_to_token[:4] == ["<unk>", " ", "e", "t"]  # d2l's published order
     assert len(tokens) == 170580
+    assert read_lines(timemachine) == d2l_read_time_machine(timemachine)
 
 
 def test_vocab_orders_by_frequency_then_first_appearance() -> None:

@@ -74,14 +74,20 @@ EXECUTION_CHOICES = frozenset({"precision", "eval_every"})
 device, they may differ between compared runs (comparing them is often the point)."""
 
 
-def comparable_settings(manifest: Mapping[str, Any]) -> dict[str, Any]:
+def grid_fields(manifest: Mapping[str, Any]) -> set[str]:
+    """The recipe fields a run's ``--set`` grid varies (empty for a plain run)."""
+    return set(manifest.get("settings", {}).get("grid") or {})
+
+
+def comparable_settings(manifest: Mapping[str, Any],
+                        varied: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """The settings that must agree for two runs to be comparable: the task, the corpus
-    (sha1, vocabulary, token counts) and every recipe field but :data:`EXECUTION_CHOICES`
-    and the run's ``--set`` grid (those vary per record and are part of the groups), as
-    dotted names."""
+    (sha1, vocabulary, token counts) and every recipe field but :data:`EXECUTION_CHOICES`,
+    the run's ``--set`` grid and the fields in ``varied`` (another compared run's grid:
+    those are part of the groups, see :func:`compare_runs`), as dotted names."""
     settings = manifest.get("settings", {})
     corpus = settings.get("corpus", {})
-    varied = set(settings.get("grid") or {})
+    varied = set(varied) | grid_fields(manifest)
     flat = {"task": settings.get("task")}
     flat.update({f"corpus.{k}": corpus.get(k)
                  for k in ("sha1", "vocab_size", "train_tokens", "valid_tokens")})
@@ -93,8 +99,9 @@ def comparable_settings(manifest: Mapping[str, Any]) -> dict[str, Any]:
 def setting_differences(manifests: Sequence[Mapping[str, Any]],
                         labels: Sequence[str]) -> list[str]:
     """Each comparable setting on which a run differs from the first, e.g.
-    ``recipe.lr (A 1.0, B 2.0)``."""
-    flats = [comparable_settings(m) for m in manifests]
+    ``recipe.lr (A 1.0, B 2.0)``. A field any run's grid varies is not one of them."""
+    varied = set().union(*map(grid_fields, manifests))
+    flats = [comparable_settings(m, varied) for m in manifests]
     differences = []
     for name in sorted(set().union(*flats)):
         values = [flat.get(name) for flat in flats]
@@ -127,7 +134,8 @@ def compare_runs(paths: Sequence[str | Path], force: bool = False,
         raise IncomparableRuns("runs differ in " + "; ".join(differences)
                                + "; use --force to compare them anyway")
     frames = [load_run(s.path) for s in stores]
-    return Comparison(runs, _table(frames, runs, alpha), tuple(differences), alpha)
+    recipes = [m.get("settings", {}).get("recipe") or {} for m in manifests]
+    return Comparison(runs, _table(frames, runs, alpha, recipes), tuple(differences), alpha)
 
 
 @dataclass(frozen=True)
@@ -142,12 +150,20 @@ class _Side:
     not_ok: str
 
 
-def _table(frames: list[pd.DataFrame], runs: tuple[RunInfo, ...], alpha: float) -> pd.DataFrame:
+def _table(frames: list[pd.DataFrame], runs: tuple[RunInfo, ...], alpha: float,
+           recipes: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per group, metric and non-baseline run. A run that does not vary a setting
+    another run's grid varies trained every combination at its recipe's value, so its
+    records join the groups of that value (a plain fp32 run pairs with a grid's fp32
+    point)."""
     settings = sorted({c for f in frames for c in f.columns if c.startswith(SETTING_PREFIX)})
     keys = [*BASE_GROUP, *settings]
     groups: list[dict[tuple, pd.DataFrame]] = []
-    for frame in frames:
-        frame = frame.reindex(columns=[*frame.columns, *(c for c in settings if c not in frame)])
+    for frame, recipe in zip(frames, recipes):
+        frame = frame.copy()
+        for column in settings:
+            if column not in frame:
+                frame[column] = recipe.get(column[len(SETTING_PREFIX):])
         groups.append({tuple(k.values()): g for k, g in iter_groups(frame, keys)})
     rows = []
     for key in sorted(set().union(*groups), key=_sort_key):

@@ -97,9 +97,10 @@ def test_three_runs_compare_each_with_the_first(runs: dict[str, Path]) -> None:
 
 
 def make_store(root: Path, values: dict[tuple, list[tuple[str, float, float]]],
-               recipe: dict | None = None) -> Path:
+               recipe: dict | None = None, grid: dict | None = None) -> Path:
     store = RunStore.create(root, {"status": "complete", "settings": {
-        "task": "t", "recipe": recipe or {"lr": 1.0}, "corpus": {"sha1": "abc"}}})
+        "task": "t", "recipe": recipe or {"lr": 1.0}, "corpus": {"sha1": "abc"},
+        "grid": grid or {}}})
     for (model, sampler, *setting), seeds in values.items():
         for seed, (status, ppl, speed) in enumerate(seeds):
             record = {"key": f"{model}-{sampler}-{setting}-{seed}", "model": model,
@@ -191,3 +192,20 @@ def test_recipe_fields_a_grid_varies_need_not_agree() -> None:
     flat = comparable_settings(manifest)
     assert "recipe.lr" not in flat and flat["recipe.epochs"] == 5
     assert "recipe.lr" in comparable_settings({"settings": {"recipe": {"lr": 1.0}}})
+
+
+def test_a_plain_run_pairs_with_the_grid_point_of_its_own_recipe(tmp_path: Path) -> None:
+    plain = make_store(tmp_path, {("m", "s"): [("ok", 2.0, 1)] * 3},
+                       recipe={"lr": 1.0, "num_hiddens": 16})
+    grid = make_store(tmp_path, {("m", "s", 8): [("ok", 3.0, 1)] * 3,
+                                 ("m", "s", 16): [("ok", 2.5, 1)] * 3},
+                      recipe={"lr": 1.0, "num_hiddens": 512}, grid={"num_hiddens": [8, 16]})
+    for runs, side in (([plain, grid], "baseline_mean"), ([grid, plain], "mean")):
+        comparison = compare_runs(runs)
+        assert comparison.differences == ()  # the grid's field is a group, not a refusal
+        table = comparison.table[comparison.table.metric == "train_ppl"]
+        by_point = dict(zip(table["setting.num_hiddens"], table["verdict"]))
+        assert by_point[16] != "missing in A" and by_point[16] != "missing in B"
+        (paired,) = rows(table, **{"setting.num_hiddens": 16})
+        assert paired[side] == 2.0 and abs(paired["change"]) == pytest.approx(0.5)
+        assert by_point[8].startswith("missing in")  # the plain run has no 8-unit model

@@ -19,7 +19,7 @@ from harness.grid import Point, Value, describe_point, grid_points, normalize_gr
 from harness.names import combination_label, safe_name
 from harness.recipe import Recipe
 from harness.registry import Registry
-from harness.tasks import Dataset, Task, check_fits, load_task, prepare
+from harness.tasks import Dataset, Task, check_fits, load_dataset, load_task
 
 DEFAULT_MODELS = ("scratch", "nnrnn")
 DEFAULT_SAMPLERS = ("sequential", "random", "sequential-reset")
@@ -93,15 +93,17 @@ class Plan:
 
 
 def split_names(text: str | None, default: tuple[str, ...], available: list[str]) -> list[str]:
-    """Parse ``a,b,c`` (or ``all``) into unique names, keeping their order."""
-    if not text:
+    """Parse ``a,b,c`` (or ``all``) into unique names, keeping their order.
+
+    ``None`` (the option not given) is ``default``; a list given but empty (``""``, ``,``)
+    comes back empty, for :func:`make_plan` to refuse naming the option, rather than
+    quietly running the defaults.
+    """
+    if text is None:
         return list(default)
     if text.strip() == "all":
         return list(available)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ConfigError("empty list of names")
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
 def make_plan(
@@ -120,6 +122,12 @@ def make_plan(
     ``grid`` (recipe field or short name -> values, see :mod:`harness.grid`) multiplies
     the combinations: every model, sampler and seed runs at every point of it.
     """
+    if not models:
+        raise ConfigError("--models is empty; give model names or 'all' (choose from: "
+                          f"{', '.join(registry.models.names())})")
+    if not samplers:
+        raise ConfigError("--samplers is empty; give sampler names or 'all' (choose from: "
+                          f"{', '.join(registry.samplers.names())})")
     for name in models:
         registry.model(name)
     for name in samplers:
@@ -147,7 +155,8 @@ def build_plan(
 ) -> Plan:
     """A plan for exactly ``combos`` (as :func:`make_plan` made them, or as a run's manifest
     stored them for ``--resume``), validated the same way: every combination's recipe
-    (the run's, changed by its settings) must be valid and fit the data."""
+    (the run's, changed by its settings) must be valid and fit the data. The run's own
+    recipe must fit only if some combination trains with it unchanged."""
     for combo in combos:
         registry.model(combo.model)
         registry.sampler(combo.sampler)
@@ -160,21 +169,40 @@ def build_plan(
     loaded = load_task(task)
     recipe = loaded.recipe.with_overrides(**(overrides or {}))
     recipe.validate()
+    points = list(dict.fromkeys(c.settings for c in combos)) or [()]
+    recipes = {point: _point_recipe(recipe, point) for point in points}
     resolved = resolve_device(device)
-    dataset = prepare(loaded, recipe, corpus)
+    dataset = load_dataset(loaded, recipe, corpus)
+    _check_fits(dataset, recipes)
     task_ref = str(Path(task).resolve()) if Path(task).is_file() else task
-    plan = Plan(loaded, dataset, recipe, resolved, combos, task_ref, normalize_grid(grid))
-    for point in dict.fromkeys(c.settings for c in combos):
-        if point:
-            _check_point(plan, point)
-    return plan
+    return Plan(loaded, dataset, recipe, resolved, combos, task_ref, normalize_grid(grid))
 
 
-def _check_point(plan: Plan, point: Point) -> None:
-    """ConfigError, naming the point, if its recipe is invalid or does not fit the data."""
+def _point_recipe(recipe: Recipe, point: Point) -> Recipe:
+    """``recipe`` changed by ``point``, validated; a ConfigError names the point."""
     try:
-        recipe = plan.recipe.with_overrides(**dict(point))
-        recipe.validate()
-        check_fits(plan.dataset, recipe)
+        changed = recipe.with_overrides(**dict(point))
+        changed.validate()
     except ConfigError as error:
         raise ConfigError(f"--set {describe_point(point)}: {error}") from None
+    return changed
+
+
+def _check_fits(dataset: Dataset, recipes: Mapping[Point, Recipe]) -> None:
+    """:func:`check_fits` for each point's own recipe (the run's recipe is trained only where
+    no ``--set`` changes it); the error names the first point that does not fit, and any
+    others, so one fix can cover them all."""
+    failures: list[tuple[Point, ConfigError]] = []
+    for point, recipe in recipes.items():
+        try:
+            check_fits(dataset, recipe)
+        except ConfigError as error:
+            failures.append((point, error))
+    if not failures:
+        return
+    point, error = failures[0]
+    if not point:
+        raise error
+    others = ", ".join(f"({describe_point(p)})" for p, _ in failures[1:])
+    also = f"; other points that do not fit: {others}" if others else ""
+    raise ConfigError(f"--set {describe_point(point)}: {error}{also}")

@@ -56,13 +56,13 @@ class Recipe:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         for name in ("lr", "clip"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not _is_number(value) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-        if self.precision not in PRECISIONS:
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
                               f"got {self.precision!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(self.num_hiddens, self.num_layers, self.dropout)
@@ -74,3 +74,8 @@ class Recipe:
         """Tokens needed for one minibatch under any sampler offset (d2l draws the offset
         from ``[0, num_steps]``, and the targets are shifted by one)."""
         return self.batch_size * self.num_steps + self.num_steps + 1
+
+
+def _is_number(value: object) -> bool:
+    """An int or float, but not a bool (``True`` is an int to Python, never a learning rate)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -14,6 +14,9 @@ def test_defaults_are_the_seeds() -> None:
     ("epochs", 0), ("epochs", -1), ("batch_size", 0), ("num_steps", 0), ("num_hiddens", -5),
     ("lr", 0.0), ("lr", float("nan")), ("clip", -1.0), ("max_tokens", 0),
     ("valid_tokens", -1), ("eval_every", -2), ("dropout", 1.0),
+    # wrong types: refused with the setting's name, not a TypeError or a stored True
+    ("lr", True), ("clip", True), ("dropout", "x"), ("dropout", False), ("epochs", True),
+    ("lr", "1"), ("precision", 5),
 ])
 def test_out_of_range_values_name_the_setting(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):

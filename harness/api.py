@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +29,7 @@ from harness.compare import compare_runs
 from harness.environment import collect_environment
 from harness.errors import ConfigError
 from harness.executor import Executor, SerialExecutor
-from harness.generate import complete
+from harness.generate import encode_prefix, generate
 from harness.names import record_label
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Combination, Plan, make_plan
 from harness.plugins import load_registry
@@ -40,8 +43,51 @@ from harness.signals import RunInterrupted, SignalGuard
 from harness.stats import aggregate
 from harness.store import RunStore, check_writable
 
-__all__ = ["RunResult", "compare_runs", "execute", "load_run", "load_runs", "resume", "run",
-           "sample", "summarize_runs"]
+__all__ = ["MAX_SEED", "MAX_TIMEOUT", "RunResult", "check_seed", "check_seeds", "check_timeout",
+           "compare_runs", "execute", "load_run", "load_runs", "resume", "run", "sample",
+           "summarize_runs"]
+
+MAX_SEED = 2**63 - 1
+"""The largest seed: torch.manual_seed takes up to 2**64 - 1, but seeds are stored, loaded
+into pandas and compared as signed 64-bit integers. Negative seeds are refused: torch maps
+them onto large positive ones and Python's ``random.seed`` onto their absolute value."""
+
+MAX_TIMEOUT = 24 * 24 * 3600
+"""The longest ``--timeout`` in seconds, 24 days: the process executor waits with
+``poll()``, whose limit is 2**31 - 1 milliseconds (24.8 days)."""
+
+
+def check_seed(value: object, what: str = "seed") -> int:
+    """``value`` as a seed (an int, a numpy integer, ...); ConfigError unless it is a whole
+    number from 0 to :data:`MAX_SEED`."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        seed = operator.index(value)  # ints and numpy integers, not 1.5 or "1"
+    except TypeError:
+        raise ConfigError(f"{what} must be an integer, got {value!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{what} must be from 0 to 2**63 - 1 ({MAX_SEED}), got {seed}")
+    return seed
+
+
+def check_seeds(seeds: Iterable[object], what: str = "seed") -> list[int]:
+    """Seeds as plain ints, each checked by :func:`check_seed`; repeats are dropped (keeping
+    the first), as repeated model names are, so no combination is trained twice."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise ConfigError(f"seeds must be a list of integers, got {seeds!r}")
+    return list(dict.fromkeys(check_seed(seed, what) for seed in seeds))
+
+
+def check_timeout(seconds: float | None) -> None:
+    """ConfigError unless ``seconds`` is None (no limit) or a finite number of seconds > 0 and
+    at most :data:`MAX_TIMEOUT`, checked before any run directory exists."""
+    if seconds is None:
+        return
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) \
+            or not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
+        raise ConfigError(f"--timeout must be a finite number of seconds > 0 and at most "
+                          f"{MAX_TIMEOUT} (24 days), got {seconds}")
 
 
 def summarize_runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -87,9 +133,12 @@ def run(
     ``harness.ray_executor.RayExecutor()``. ``grid``: hyper-parameter values to multiply
     the grid by, as ``--set`` (``{"num_hiddens": [256, 512], "lr": [0.5, 1.0]}``).
     """
+    # The process and Ray executors keep theirs as .timeout; an infinite one would only fail
+    # once the run directory exists.
+    check_timeout(getattr(executor, "timeout", None))
     registry = registry or load_registry()
-    plan = make_plan(registry, list(models), list(samplers), list(seeds), task, recipe,
-                     Path(corpus) if corpus else None, device, grid)
+    plan = make_plan(registry, list(models), list(samplers), check_seeds(seeds), task, recipe,
+                     Path(corpus) if corpus else None, device, grid, quiet)
     check_writable(Path(output_dir))
     return execute(plan, registry, Path(output_dir), executor, quiet, command,
                    save_checkpoints)
@@ -111,6 +160,7 @@ def execute(
     run directory) propagates; :func:`resume` finishes the run.
     """
     executor = executor or SerialExecutor()
+    check_timeout(getattr(executor, "timeout", None))
     job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
     executor.check(job)
     manifest = {
@@ -146,10 +196,11 @@ def resume(
     check_writable(store.path)
     registry = registry or load_registry()
     executor = executor or SerialExecutor()
+    check_timeout(getattr(executor, "timeout", None))
     manifest = store.manifest()
     if manifest.get("environment", {}).get("reproducible") and not reproducible_mode():
         make_thread_invariant()
-    plan, save_checkpoints = load_plan(manifest, registry, store.path)
+    plan, save_checkpoints = load_plan(manifest, registry, store.path, quiet)
     job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
     executor.check(job)
     with store.lock():
@@ -211,16 +262,29 @@ def sample(
     draw_seed: int | None = None,
     device: str = "cpu",
     registry: Registry | None = None,
+    settings: Mapping[str, object] | None = None,
 ) -> str:
     """Generate text from a checkpoint saved in run ``path`` (``--save-checkpoints``):
-    ``prefix`` and ``length`` more tokens, greedy unless ``temperature`` > 0."""
-    if length < 0 or temperature < 0 or (top_k is not None and top_k < 1):
-        raise ConfigError("length and temperature must be >= 0 and top-k >= 1")
-    checkpoint = find_checkpoint(RunStore.open(Path(path)), model, sampler, seed)
+    ``prefix`` and ``length`` more tokens, greedy unless ``temperature`` > 0.
+
+    ``settings`` picks the point of a ``--set`` grid (``{"hidden": 16}``) when the run saved
+    several. ``prefix`` is preprocessed as the corpus was (lower case, non-letters to one
+    space); a token the vocabulary lacks is a ConfigError, raised before the model loads.
+    """
+    if length < 0 or (top_k is not None and top_k < 1):
+        raise ConfigError("length must be >= 0 and top-k >= 1")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
+            or not math.isfinite(temperature) or temperature < 0:
+        raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), "
+                          f"got {temperature}")
+    if draw_seed is not None:
+        draw_seed = check_seed(draw_seed, "--draw-seed")
+    checkpoint = find_checkpoint(RunStore.open(Path(path)), model, sampler, seed, settings)
+    ids = encode_prefix(prefix, checkpoint.vocab, checkpoint.tokenizer)
     resolved = resolve_device(device)
     net = load_model(checkpoint, registry or load_registry(), resolved)
     warm_up_math(resolved)
     generator = torch.Generator().manual_seed(draw_seed) if draw_seed is not None else None
-    return complete(net, prefix, length, checkpoint.vocab, checkpoint.tokenizer,
-                    checkpoint.separator, resolved, temperature=temperature, top_k=top_k,
-                    generator=generator)
+    tokens = generate(net, ids, length, resolved, temperature=temperature, top_k=top_k,
+                      generator=generator)
+    return checkpoint.vocab.decode(tokens, checkpoint.separator)

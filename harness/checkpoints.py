@@ -18,6 +18,7 @@ import io
 import json
 import pickle
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from harness.contracts import ModelSettings
-from harness.errors import CheckpointError
+from harness.errors import CheckpointError, ConfigError
+from harness.grid import parse_value, resolve_name
 from harness.names import safe_name
 from harness.registry import Registry
 from harness.store import RunStore, to_json, write_atomic
@@ -74,26 +76,54 @@ class Checkpoint:
 
 
 def find_checkpoint(store: RunStore, model: str, sampler: str | None = None,
-                    seed: int | None = None) -> Checkpoint:
-    """The one checkpoint of ``model`` (narrowed by ``sampler`` and ``seed`` when a run
-    holds several); CheckpointError naming the choices otherwise."""
+                    seed: int | None = None,
+                    settings: Mapping[str, object] | None = None) -> Checkpoint:
+    """The one checkpoint of ``model`` (narrowed by ``sampler``, ``seed`` and the ``--set``
+    ``settings`` of a grid run, e.g. ``{"hidden": "16"}``, when a run holds several);
+    CheckpointError naming the choices, each with its settings, otherwise."""
+    wanted = _wanted(settings or {})
     saved = [r for r in store.records() if r.get("checkpoint")]
     if not saved:
         raise CheckpointError(f"{store.path} has no checkpoints (run with --save-checkpoints)")
     found = [r for r in saved if r["model"] == model
-             and sampler in (None, r["sampler"]) and seed in (None, r["seed"])]
+             and sampler in (None, r["sampler"]) and seed in (None, r["seed"])
+             and all((r.get("settings") or {}).get(k, _ABSENT) == v for k, v in wanted.items())]
     if len(found) != 1:
-        choices = ", ".join(f"--model {r['model']} --sampler {r['sampler']} --seed {r['seed']}"
-                            for r in saved)
+        choices = ", ".join(dict.fromkeys(_choice(r) for r in saved))
         problem = "no checkpoint matches" if not found else "several checkpoints match"
         raise CheckpointError(f"{problem} model {model!r}"
                               + (f" sampler {sampler!r}" if sampler else "")
                               + (f" seed {seed}" if seed is not None else "")
+                              + "".join(f" {k}={v}" for k, v in wanted.items())
                               + f" in {store.path}; choose from: {choices}")
     record = found[0]
     vocab, tokenizer, separator = _load_vocab(store.path / FOLDER / VOCAB)
     return Checkpoint(record, store.path / safe_relative(record["checkpoint"]), vocab,
                       tokenizer, separator)
+
+
+def _wanted(settings: Mapping[str, object]) -> dict[str, object]:
+    """``settings`` with recipe-field names (``hidden`` -> ``num_hiddens``) and typed values,
+    parsed as ``harness run --set`` parses them; ConfigError for an unknown or repeated name."""
+    wanted: dict[str, object] = {}
+    for name, value in settings.items():
+        field = resolve_name(name)
+        if field in wanted:
+            raise ConfigError(f"--set {field} is given twice")
+        wanted[field] = parse_value(field, value)
+    return wanted
+
+
+_ABSENT = object()
+"""What a record without a setting has for it: equal to no value."""
+
+
+def _choice(record: Mapping[str, Any]) -> str:
+    """The options that pick ``record``'s checkpoint, its grid point as ``--set`` options."""
+    points = "".join(f" --set {name}={value}"
+                     for name, value in (record.get("settings") or {}).items())
+    return (f"--model {record['model']} --sampler {record['sampler']} --seed {record['seed']}"
+            + points)
 
 
 def safe_relative(relative: str) -> Path:

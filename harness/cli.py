@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from harness import __version__
-from harness.api import RunResult, execute
+from harness.api import RunResult, check_seeds, check_timeout, execute
 from harness.api import resume as resume_run
 from harness.api import sample as sample_text
 from harness.compare import compare_runs, format_comparison
@@ -61,9 +61,10 @@ def _seeds(text: str | None, repeats: int | None) -> list[int]:
             raise UsageError(f"--repeats must be a positive integer, got {repeats}")
         return list(range(repeats))
     try:
-        return [int(s) for s in (text or "0").split(",") if s.strip()]
+        seeds = [int(s) for s in (text or "0").split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seed takes integers separated by commas, got {text!r}") from None
+    return check_seeds(seeds, "--seed")  # range-checked; a repeated seed runs once
 
 
 format_option = click.option(
@@ -174,6 +175,7 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
                 split_names(models, DEFAULT_MODELS, registry.models.names()),
                 split_names(samplers, DEFAULT_SAMPLERS, registry.samplers.names()),
                 _seeds(seeds, repeats), task, recipe, corpus, device, parse_set_options(grid),
+                quiet,
             )
             check_writable(output_dir)
             result = _interruptible(lambda: execute(plan, registry, output_dir, chosen,
@@ -189,7 +191,9 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
 def _executor(kind: str | None, jobs: int | None, timeout: float | None, isolate: bool,
               address: str | None, cpus_per_task: int | None) -> Executor:
     """The executor asked for. Without --executor: serial, unless a worker process is asked
-    for (--jobs, or --timeout/--isolate, which need one)."""
+    for (--jobs, or --timeout/--isolate, which need one). ``None`` is "not given": a 0 is
+    refused like any number below 1, never taken for the default."""
+    check_timeout(timeout)
     if kind != "ray" and (address is not None or cpus_per_task is not None):
         raise UsageError("--address and --cpus-per-task go with --executor ray")
     if kind == "ray":
@@ -197,13 +201,14 @@ def _executor(kind: str | None, jobs: int | None, timeout: float | None, isolate
             raise UsageError("--jobs is the process executor's; with --executor ray each "
                              "combination is a task of --cpus-per-task CPUs, and Ray runs as "
                              "many at once as the cluster has room for")
-        return RayExecutor(address, cpus_per_task or 1, timeout, isolate)
+        return RayExecutor(address, 1 if cpus_per_task is None else cpus_per_task, timeout,
+                           isolate)
     if kind == "serial" and (jobs is not None or timeout is not None or isolate):
         raise UsageError("--jobs, --timeout and --isolate need worker processes; use "
                          "--executor processes (or ray), not serial")
     if kind == "serial" or (kind is None and jobs is None and timeout is None and not isolate):
         return SerialExecutor()
-    return ProcessExecutor(jobs or 1, timeout, isolate)
+    return ProcessExecutor(1 if jobs is None else jobs, timeout, isolate)
 
 
 def _refuse_with_resume(ctx: click.Context) -> None:
@@ -314,21 +319,37 @@ def compare(runs: tuple[Path, ...], force: bool, alpha: float, fmt: str) -> None
 @click.option("--model", "-m", required=True, help="The model whose checkpoint to use.")
 @click.option("--sampler", "-s", help="Its sampler, when the run saved several.")
 @click.option("--seed", type=int, help="Its seed, when the run saved several.")
-@click.option("--prefix", "-p", required=True, help="Text to start from.")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="Its point of a --set grid (hidden=16, lr=0.5, ...), when the run saved "
+                   "several; repeat for each setting.")
+@click.option("--prefix", "-p", required=True,
+              help="Text to start from; lower-cased, non-letters made spaces, as the corpus.")
 @click.option("--length", "-n", type=int, default=50, show_default=True,
               help="Tokens to generate.")
 @click.option("--temperature", "-t", type=float, default=0.0, show_default=True,
-              help="0: greedy (as the run's samples); > 0: sample from softmax(logits / T).")
+              help="0: greedy (as the run's samples); > 0 (finite): sample from "
+                   "softmax(logits / T).")
 @click.option("--top-k", type=int, help="With --temperature: draw among the K likeliest only.")
 @click.option("--draw-seed", type=int, help="Seed the draws (with --temperature).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or mps.")
-def sample(run_dir: Path, model: str, sampler: str | None, seed: int | None, prefix: str,
-           length: int, temperature: float, top_k: int | None, draw_seed: int | None,
-           device: str) -> None:
+def sample(run_dir: Path, model: str, sampler: str | None, seed: int | None,
+           settings: tuple[str, ...], prefix: str, length: int, temperature: float,
+           top_k: int | None, draw_seed: int | None, device: str) -> None:
     """Generate text from weights saved by 'harness run --save-checkpoints'."""
     try:
         text = sample_text(run_dir, model, prefix, sampler, seed, length, temperature, top_k,
-                           draw_seed, device, load_registry())
+                           draw_seed, device, load_registry(), _point(settings))
     except HarnessError as error:
         raise UsageError(str(error)) from None
     click.echo(text)
+
+
+def _point(options: tuple[str, ...]) -> dict[str, str]:
+    """``--set hidden=16 --set lr=0.5`` (one value each) as setting name -> text value."""
+    point: dict[str, str] = {}
+    for name, values in parse_set_options(options).items():
+        if len(values) != 1:
+            raise UsageError(f"--set {name}: give one value to pick a checkpoint, got "
+                             f"{','.join(values)}")
+        point[name] = values[0]
+    return point

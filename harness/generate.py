@@ -4,9 +4,15 @@ The state is warmed up on the prefix, then each step feeds the previous output b
 Greedy decoding (the default, and what the trainer's samples use) takes the most likely
 token; with a temperature > 0 the next token is drawn from ``softmax(logits / T)``,
 optionally restricted to the ``top_k`` most likely tokens.
+
+:func:`encode_prefix` turns text a person typed into token ids the way the corpus was
+turned into tokens (``harness sample``); the trainer's samples use the task's own
+prefixes through :func:`complete`, unchanged.
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 from torch import Tensor
@@ -21,11 +27,14 @@ def choose(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
     """The next token from one row of logits ``(V,)``: argmax when ``temperature`` is 0."""
     if temperature <= 0:
         return int(logits.argmax())
-    scaled = logits.float().cpu() / temperature
+    # Shifted so the largest is 0, in float64: with a tiny temperature the others go to
+    # -inf, never the largest to inf (softmax would give NaN); a float32 1e-300 would be 0.
+    shifted = logits.double().cpu()
+    scaled = (shifted - shifted.max()) / temperature
     if top_k is not None and top_k < scaled.numel():
         threshold = torch.topk(scaled, top_k).values[-1]
         scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-    probs = torch.softmax(scaled, dim=0)
+    probs = torch.softmax(scaled, dim=0).float()  # float32 draws, as before
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
@@ -55,3 +64,19 @@ def complete(model: LanguageModel, prefix: str, num_preds: int, vocab: Vocab, to
     """The text of ``prefix`` and its continuation (``sampling``: see :func:`generate`)."""
     ids = vocab.encode(tokenize([prefix], tokenizer)[0])
     return vocab.decode(generate(model, ids, num_preds, device, **sampling), separator)
+
+
+def encode_prefix(prefix: str, vocab: Vocab, tokenizer: str) -> list[int]:
+    """Token ids of text a person typed, preprocessed as :func:`harness.text.read_lines`
+    preprocessed the corpus (runs of non-letters -> one space, lower case) but not stripped,
+    so a trailing space stays. ConfigError naming the tokens the vocabulary lacks, rather
+    than feeding the model ``<unk>``."""
+    text = re.sub("[^A-Za-z]+", " ", prefix).lower()
+    tokens = tokenize([text], tokenizer)[0]
+    unknown = sorted({t for t in tokens if t not in vocab.token_to_idx})
+    if unknown:
+        what = "characters" if tokenizer == "char" else "words"
+        raise ConfigError(f"the prefix has {what} the run's vocabulary lacks: "
+                          f"{', '.join(map(repr, unknown))} (after lower-casing and turning "
+                          f"non-letters into spaces: {text!r})")
+    return vocab.encode(tokens)

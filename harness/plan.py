@@ -116,11 +116,13 @@ def make_plan(
     corpus: Path | None = None,
     device: str = "auto",
     grid: Mapping[str, Sequence[object]] | None = None,
+    quiet: bool = False,
 ) -> Plan:
     """Validate everything and prepare the data; raise ConfigError on the first problem.
 
     ``grid`` (recipe field or short name -> values, see :mod:`harness.grid`) multiplies
-    the combinations: every model, sampler and seed runs at every point of it.
+    the combinations: every model, sampler and seed runs at every point of it. ``quiet``:
+    a corpus download is not announced on stderr.
     """
     if not models:
         raise ConfigError("--models is empty; give model names or 'all' (choose from: "
@@ -141,7 +143,7 @@ def make_plan(
                           "use one or the other")
     combos = tuple(Combination(m, s, seed, point) for seed in seeds for m in models
                    for s in samplers for point in grid_points(values))
-    return build_plan(registry, combos, task, overrides, corpus, device, values)
+    return build_plan(registry, combos, task, overrides, corpus, device, values, quiet)
 
 
 def build_plan(
@@ -152,6 +154,7 @@ def build_plan(
     corpus: Path | None = None,
     device: str = "auto",
     grid: Mapping[str, Sequence[object]] | None = None,
+    quiet: bool = False,
 ) -> Plan:
     """A plan for exactly ``combos`` (as :func:`make_plan` made them, or as a run's manifest
     stored them for ``--resume``), validated the same way: every combination's recipe
@@ -172,7 +175,7 @@ def build_plan(
     points = list(dict.fromkeys(c.settings for c in combos)) or [()]
     recipes = {point: _point_recipe(recipe, point) for point in points}
     resolved = resolve_device(device)
-    dataset = load_dataset(loaded, recipe, corpus)
+    dataset = load_dataset(loaded, recipe, corpus, quiet)
     _check_fits(dataset, recipes)
     task_ref = str(Path(task).resolve()) if Path(task).is_file() else task
     return Plan(loaded, dataset, recipe, resolved, combos, task_ref, normalize_grid(grid))

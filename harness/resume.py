@@ -42,16 +42,18 @@ def task_settings(plan: Plan) -> dict[str, Any]:
             "num_preds": task.num_preds}
 
 
-def load_plan(manifest: dict[str, Any], registry: Registry, where: Path) -> tuple[Plan, bool]:
+def load_plan(manifest: dict[str, Any], registry: Registry, where: Path,
+              quiet: bool = False) -> tuple[Plan, bool]:
     """The plan a run was started with, and whether it saves checkpoints; ConfigError if
-    the manifest lacks it, or the corpus or the task has changed since."""
+    the manifest lacks it, or the corpus or the task has changed since. ``quiet``: a
+    corpus download is not announced on stderr."""
     try:
         stored, settings = manifest["plan"], manifest["settings"]
         combos = tuple(Combination.from_dict(c) for c in stored["combinations"])
         corpus = Path(settings["corpus"]["path"])
         expected = settings["corpus"]["sha1"]
         rebuild = partial(build_plan, registry, combos, stored["task"], settings["recipe"],
-                          device=settings["device"], grid=settings.get("grid"))
+                          device=settings["device"], grid=settings.get("grid"), quiet=quiet)
     except (KeyError, TypeError) as error:
         raise ConfigError(f"{where}: the manifest holds no resumable plan "
                           f"({type(error).__name__}: {error})") from None

@@ -174,8 +174,11 @@ class RunStore:
         if not path.is_file():
             return []
         found: dict[str, dict[str, Any]] = {}
-        text = path.read_text(encoding="utf-8", errors="replace")  # a kill may tear a character
-        for number, line in enumerate(text.splitlines(), 1):
+        # Bytes, not read_text (which translates "\r"); a kill may tear a character.
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        # Records end with "\n" only: str.splitlines would also split on U+2028, U+0085 and
+        # the like, which to_json writes raw inside strings (ensure_ascii=False).
+        for number, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:

@@ -50,6 +50,8 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str | list[str] = "g",
         # Object cells, so that a missing number is None (tabulate prints NaN as "nan").
         cells = [_cell(v) if i in text_columns else _missing(v) for v in shown.iloc[:, i]]
         shown.isetitem(i, pd.Series(cells, index=shown.index, dtype=object))
+    if shown.empty:  # header only; tabulate sees no columns, so no column indexes to give
+        return shown.to_markdown(index=index, disable_numparse=True)
     offset = 1 if index else 0  # tabulate counts the index as a column
     return shown.to_markdown(index=index, floatfmt=floatfmt, missingval="",
                              disable_numparse=[i + offset for i in text_columns])

@@ -209,15 +209,17 @@ def _parse_generate(reader: _TaskReader, tokenizer: str) -> tuple[tuple[str, ...
     return tuple(prefixes), num_preds
 
 
-def load_dataset(task: Task, recipe: Recipe, corpus: Path | None = None) -> Dataset:
+def load_dataset(task: Task, recipe: Recipe, corpus: Path | None = None,
+                 quiet: bool = False) -> Dataset:
     """Fetch, verify, preprocess and split the task's corpus as d2l does, without checking
-    that ``recipe``'s minibatches fit (a ``--set`` grid checks each point's own recipe).
+    that ``recipe``'s minibatches fit (a ``--set`` grid checks each point's own recipe);
+    a download is announced on stderr unless ``quiet``.
 
     The vocabulary covers the whole corpus (d2l builds it before truncating); the first
     ``recipe.max_tokens`` tokens train, the next ``recipe.valid_tokens`` validate. The
     task's sample prefixes are checked against the vocabulary here, before any training.
     """
-    path = locate(task.source, corpus)
+    path = locate(task.source, corpus, quiet)
     tokens = [t for line in tokenize(read_lines(path), task.tokenizer) for t in line]
     vocab = Vocab(tokens)
     check_prefixes(task, vocab)

@@ -1,11 +1,16 @@
+import json
+import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness import hookimpl
-from harness.api import load_run, load_runs, run, summarize_runs
+from harness.api import MAX_TIMEOUT, check_timeout, load_run, load_runs, run, summarize_runs
 from harness.errors import ConfigError
 from harness.plugins import load_registry
+from harness.processes import ProcessExecutor
 from harness.results import results_frame
 
 
@@ -54,6 +59,43 @@ def test_bad_input_raises_before_any_run_directory(small_task: Path, tmp_path: P
     with pytest.raises(ConfigError):
         run(models=["nope"], task=str(small_task), output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_numpy_seeds_become_plain_ints_and_repeats_run_once(small_task: Path,
+                                                            tmp_path: Path) -> None:
+    result = run(models=["scratch"], samplers=["sequential"], seeds=np.array([1, 0, 1]),
+                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=1)
+    assert result.status == "complete" and sorted(result.table.seed) == [0, 1]
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["settings"]["seeds"] == [0, 1]
+
+
+@pytest.mark.parametrize("seeds,message", [
+    ([1.5], "seed must be an integer, got 1.5"),
+    (["1"], "seed must be an integer, got '1'"),
+    ([True], "seed must be an integer"),
+    (3, "seeds must be a list of integers"),
+    ([-1], "seed must be from 0 to 2**63 - 1"),
+    ([2**63], "seed must be from 0 to 2**63 - 1"),
+])
+def test_bad_seeds_raise_before_any_run_directory(small_task: Path, tmp_path: Path,
+                                                  seeds: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run(models=["scratch"], seeds=seeds, task=str(small_task), output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("timeout", [math.inf, math.nan, 1e10, MAX_TIMEOUT + 1])
+def test_an_executor_timeout_that_cannot_be_waited_for_is_refused_up_front(
+        small_task: Path, tmp_path: Path, timeout: float) -> None:
+    executor = ProcessExecutor(jobs=1)
+    executor.timeout = timeout  # what ProcessExecutor(timeout=inf) lets through
+    with pytest.raises(ConfigError, match="finite number of seconds > 0 and at most"):
+        run(models=["scratch"], task=str(small_task), output_dir=tmp_path / "out",
+            executor=executor)
+    assert not (tmp_path / "out").exists()
+    check_timeout(MAX_TIMEOUT)
+    check_timeout(None)
 
 
 def test_load_runs_stacks_runs_one_row_per_seed_with_run_ids(small_task: Path,

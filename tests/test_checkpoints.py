@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from harness.api import run
+from harness.api import sample as api_sample
 from harness.checkpoints import encode_weights, save_checkpoint, save_vocab
 from harness.cli import main
 from harness.contracts import ModelSettings
@@ -65,7 +66,8 @@ def test_saved_weights_regenerate_the_runs_own_greedy_sample(small_task: Path,
 
     ambiguous = sample(str(result.path), "--model", "scratch", "--prefix", "the")
     assert ambiguous.exit_code == 2
-    assert "several checkpoints match" in ambiguous.output and "--sampler random" in ambiguous.output
+    assert "several checkpoints match" in ambiguous.output
+    assert "--sampler random" in ambiguous.output
 
 
 class RunsCode:
@@ -101,7 +103,8 @@ def test_a_truncated_checkpoint_is_a_clear_error(small_task: Path, tmp_path: Pat
     store = saved_run(tmp_path, small_task, weights[: len(weights) // 2])
     result = sample(str(store.path), "--model", "scratch", "--prefix", "the")
     assert result.exit_code == 2
-    assert "truncated or corrupt" in result.output and "scratch__sequential__seed0.pt" in result.output
+    assert "truncated or corrupt" in result.output
+    assert "scratch__sequential__seed0.pt" in result.output
 
 
 def test_untrained_weights_load_and_generate(small_task: Path, tmp_path: Path) -> None:
@@ -136,3 +139,61 @@ def test_extra_state_is_saved_beside_the_tensors() -> None:
     saved = torch.load(io.BytesIO(encode_weights(WithExtraState())), weights_only=True)
     assert saved["_extra_state"] == {"window": 128}
     assert torch.equal(saved["weight"], torch.ones(2))
+
+
+def test_set_picks_the_checkpoint_of_a_grid_point(small_task: Path, tmp_path: Path) -> None:
+    result = run(models=["scratch"], samplers=["random"], task=str(small_task), epochs=1,
+                 output_dir=tmp_path, quiet=True, save_checkpoints=True,
+                 grid={"num_hiddens": [8, 16]})
+    path = str(result.path)
+    ambiguous = sample(path, "-m", "scratch", "-s", "random", "--seed", "0", "-p", "the")
+    assert ambiguous.exit_code == 2 and "several checkpoints match" in ambiguous.output
+    assert ("choose from: --model scratch --sampler random --seed 0 --set num_hiddens=8, "
+            "--model scratch --sampler random --seed 0 --set num_hiddens=16") in ambiguous.output
+    records = {r["settings"]["num_hiddens"]: r for r in RunStore(result.path).records()}
+    for hidden, option in ((16, "hidden=16"), (8, "num_hiddens=8")):
+        picked = sample(path, "-m", "scratch", "--set", option, "-p", "the time", "-n", "10")
+        assert picked.exit_code == 0, picked.output
+        assert picked.stdout.rstrip("\n") == records[hidden]["samples"]["the time"]
+    assert api_sample(result.path, "scratch", "the time", length=10,
+                      settings={"num_hiddens": 16}) == records[16]["samples"]["the time"]
+    for options, message in ((["--set", "hidden=32"], "no checkpoint matches"),
+                             (["--set", "hidden=8,16"], "give one value"),
+                             (["--set", "bogus=1"], "unknown setting 'bogus'")):
+        refused = sample(path, "-m", "scratch", *options, "-p", "the")
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+        assert len(refused.output.strip().splitlines()) == 1
+
+
+def test_the_prefix_is_preprocessed_as_the_corpus_was(small_task: Path, tmp_path: Path) -> None:
+    store = saved_run(tmp_path, small_task, untrained(small_task))
+    typed = sample(str(store.path), "-m", "scratch", "-p", "Time,  Traveller! ", "-n", "0")
+    assert typed.exit_code == 0, typed.output
+    assert typed.stdout == "time traveller \n"  # the trailing space the user typed stays
+    greedy = [sample(str(store.path), "-m", "scratch", "-p", p, "-n", "8").stdout
+              for p in ("THE Time", "the time")]
+    assert greedy[0] == greedy[1] and "<unk>" not in greedy[0]
+
+
+@pytest.mark.parametrize("options,message", [
+    (["-t", "nan"], "temperature must be a finite number >= 0"),
+    (["-t", "inf"], "temperature must be a finite number >= 0"),
+    (["-t", "-1"], "temperature must be a finite number >= 0"),
+    (["-t", "1", "--draw-seed", "99999999999999999999999"], "--draw-seed must be from 0 to"),
+    (["-t", "1", "--draw-seed", "-1"], "--draw-seed must be from 0 to"),
+])
+def test_bad_sampling_options_are_one_line_errors(small_task: Path, tmp_path: Path,
+                                                  options: list[str], message: str) -> None:
+    store = saved_run(tmp_path, small_task, untrained(small_task))
+    result = sample(str(store.path), "-m", "scratch", "-p", "the", *options)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_tiny_temperature_draws_the_likeliest_token(small_task: Path, tmp_path: Path) -> None:
+    store = saved_run(tmp_path, small_task, untrained(small_task))
+    args = [str(store.path), "-m", "scratch", "-p", "the", "-n", "10"]
+    greedy = sample(*args)
+    tiny = sample(*args, "-t", "1e-300", "--draw-seed", "3")
+    assert tiny.exit_code == 0, tiny.output
+    assert tiny.stdout == greedy.stdout

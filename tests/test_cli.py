@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
+from harness.store import RunStore
 
 FAST = ["--epochs", "2", "--hiddens", "16", "--max-tokens", "2000", "--valid-tokens", "1200",
         "--eval-every", "1", "-q"]
@@ -123,6 +124,18 @@ def test_seeds_is_an_alias_of_seed(runner: CliRunner, small_task: Path, tmp_path
     assert json.loads((run_dir(out) / "manifest.json").read_text())["settings"]["seeds"] == [4, 7]
 
 
+def test_a_repeated_seed_runs_once_as_a_repeated_model_does(runner: CliRunner, small_task: Path,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = runner.invoke(main, ["run", "--task", str(small_task), *SMALL, "--seed", "7,0,7",
+                                  "--models", "scratch,scratch", "--samplers", "sequential",
+                                  "-o", str(out), "-q", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [r["n"] for r in json.loads(result.stdout)] == [2]
+    keys = [json.loads(line)["key"] for line in (run_dir(out) / "records.jsonl").open()]
+    assert sorted(keys) == ["scratch__sequential__seed0", "scratch__sequential__seed7"]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--seed", "1", "--repeats", "2"], "not both"),
     (["--repeats", "0"], "--repeats must be a positive integer"),
@@ -160,6 +173,15 @@ def test_set_multiplies_the_grid_and_the_table_groups_by_setting(
     (["--executor", "ray", "--jobs", "2"], "--jobs is the process executor's"),
     (["--executor", "serial", "--timeout", "5"], "need worker processes"),
     (["--address", "localhost:6379"], "--address and --cpus-per-task go with --executor ray"),
+    (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+    (["--executor", "processes", "--jobs", "0"], "--jobs must be at least 1, got 0"),
+    (["--executor", "ray", "--cpus-per-task", "0"], "--cpus-per-task must be at least 1, got 0"),
+    (["--timeout", "inf"], "--timeout must be a finite number of seconds > 0 and at most"),
+    (["--timeout", "1e10"], "at most 2073600 (24 days), got 10000000000.0"),
+    (["--executor", "ray", "--timeout", "inf"], "--timeout must be a finite number"),
+    (["--timeout", "0"], "--timeout must be a finite number of seconds > 0"),
+    (["--seed", "99999999999999999999999"], "--seed must be from 0 to 2**63 - 1"),
+    (["--seed", "0,-1"], "--seed must be from 0 to 2**63 - 1 (9223372036854775807), got -1"),
 ])
 def test_grid_and_executor_mistakes_are_usage_errors(runner: CliRunner, small_task: Path,
                                                      tmp_path: Path, args: list[str],
@@ -208,6 +230,20 @@ def test_report_of_a_directory_that_is_not_a_run_is_a_usage_error(runner: CliRun
     assert result.exit_code == 2 and "not a run directory" in result.output
 
 
+@pytest.mark.parametrize("records", [None, ""])
+def test_report_and_compare_of_a_run_without_records_print_a_header(
+        runner: CliRunner, tmp_path: Path, records: str | None) -> None:
+    runs = [RunStore.create(tmp_path, {"status": "interrupted"}) for _ in range(2)]
+    if records is not None:
+        (runs[0].path / "records.jsonl").write_text(records)
+    report = runner.invoke(main, ["report", str(runs[0].path), "-q"])
+    assert report.exit_code == 0, report.output
+    assert report.stdout.splitlines()[0].startswith("| model") and report.stdout.count("\n") == 2
+    compared = runner.invoke(main, ["compare", *(str(r.path) for r in runs)])
+    assert compared.exit_code == 0, compared.output
+    assert compared.stdout.rstrip().splitlines()[-1].startswith("|--")
+
+
 def test_huge_learning_rate_diverges_and_is_reported_as_such(runner: CliRunner,
                                                               timemachine: Path,
                                                               tmp_path: Path) -> None:
@@ -230,7 +266,7 @@ def test_huge_learning_rate_diverges_and_is_reported_as_such(runner: CliRunner,
 def test_corpus_shorter_than_a_minibatch_names_the_file(runner: CliRunner,
                                                         tmp_path: Path) -> None:
     corpus = tmp_path / "tiny.txt"
-    corpus.write_text("The Time Machine, by H. G. Wells\n" * 3)
+    corpus.write_text("The Time Traveller, by H. G. Wells\n" * 3)  # has the prefixes' letters
     result = runner.invoke(main, ["run", "--task", "timemachine", "--corpus", str(corpus),
                                   "-o", str(tmp_path / "out"), "-q"])
     # the task's sha1 refuses this file first; a task without a sha1 reaches the size check

@@ -170,3 +170,19 @@ def test_missing_local_file(tmp_path: Path) -> None:
 
 def test_sha1_of_canonical_corpus(timemachine: Path) -> None:
     assert sha1_of(timemachine) == "090b5e7e70c295757f55df93cb0a180b9691891a"
+
+
+def test_quiet_runs_say_nothing_of_the_download(server: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    task = tmp_path / "served.toml"
+    task.write_text(f'name = "served"\n[corpus]\nurl = "{server}/corpus.txt"\n'
+                    '[generate]\nprefixes = ["the"]\nnum_preds = 3\n', encoding="utf-8")
+    tiny = ["--task", str(task), "--models", "scratch", "--samplers", "sequential",
+            "--epochs", "1", "--hiddens", "4", "--batch-size", "2", "--steps", "3",
+            "--max-tokens", "200", "--valid-tokens", "0", "-o", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, ["run", "-q", *tiny])
+    assert result.exit_code == 0, result.output
+    assert "downloading" not in result.stderr and cache_path(f"{server}/corpus.txt").is_file()

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from harness.errors import ConfigError
-from harness.generate import choose, generate
+from harness.generate import choose, encode_prefix, generate
+from harness.text import Vocab
 
 LOGITS = torch.tensor([0.1, 2.0, 1.5, -1.0, 1.9])
 
@@ -43,3 +44,30 @@ def test_generate_warms_up_on_the_prefix_then_continues() -> None:
     assert generate(Counter(), [3, 0, 2], 4, torch.device("cpu")) == [3, 0, 2, 3, 4, 0, 1]
     with pytest.raises(ConfigError, match="prefix is empty"):
         generate(Counter(), [], 4, torch.device("cpu"))
+
+
+def test_a_tiny_temperature_draws_the_likeliest_without_nan() -> None:
+    generator = torch.Generator().manual_seed(0)
+    assert {choose(LOGITS, 1e-300, None, generator) for _ in range(20)} == {1}
+    tied = torch.tensor([3.0, -1.0, 3.0])  # the limit of softmax(l / T): uniform over ties
+    assert {choose(tied, 1e-300, 2, generator) for _ in range(50)} == {0, 2}
+
+
+def test_a_typed_prefix_is_preprocessed_as_the_corpus() -> None:
+    vocab = Vocab(list("the timravl"))
+    assert vocab.decode(encode_prefix("Time Traveller!! ", vocab, "char")) == "time traveller "
+    assert vocab.decode(encode_prefix("  42 The", vocab, "char")) == " the"
+    words = Vocab(["the", "time", "traveller"])
+    assert encode_prefix("The TIME-traveller", words, "word") == words.encode(
+        ["the", "time", "traveller"])
+
+
+@pytest.mark.parametrize("prefix,tokenizer,message", [
+    ("The quiz", "char", "characters the run's vocabulary lacks: 'q', 'u', 'z'"),
+    ("the machine", "word", "words the run's vocabulary lacks: 'machine'"),
+])
+def test_tokens_the_vocabulary_lacks_are_refused_by_name(prefix: str, tokenizer: str,
+                                                         message: str) -> None:
+    vocab = Vocab(list("the timravl") if tokenizer == "char" else ["the", "time"])
+    with pytest.raises(ConfigError, match=message):
+        encode_prefix(prefix, vocab, tokenizer)

@@ -1,5 +1,6 @@
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,14 @@ def test_only_one_process_writes_a_run_at_a_time(tmp_path: Path) -> None:
 def test_binary_files_are_written_atomically_too(tmp_path: Path) -> None:
     write_atomic(tmp_path / "w.pt", b"\x00\xff")
     assert (tmp_path / "w.pt").read_bytes() == b"\x00\xff"
+
+
+def test_records_keep_text_with_unicode_line_separators(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    error = "line\u2028para\u2029nel\x85ff\x0cgs\x1d end"
+    store.append_record({"key": "a", "status": "failed", "error": error})
+    store.append_record({"key": "b", "status": "ok"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may be taken for a torn line
+        records = store.records()
+    assert [(r["key"], r.get("error")) for r in records] == [("a", error), ("b", None)]

@@ -4,6 +4,8 @@ import math
 import pandas as pd
 import pytest
 
+from harness.results import results_frame
+from harness.stats import aggregate
 from harness.tables import escape_markdown, format_summary, markdown_table, mean_std, render
 
 NASTY = "a | b `code` c\nd\r\ne *f* _g_ <h> [i](j) \\ & #k ~l~"
@@ -62,3 +64,12 @@ def test_summary_markdown_shows_mean_std_and_seed_counts() -> None:
     text = format_summary(summary)
     assert "| m " in text and "2/3" in text and "1.500 ± 0.250" in text
     assert "1000 ± 10" in text and "failed: 2" in text
+
+
+def test_a_summary_with_no_rows_is_a_header_in_every_format() -> None:
+    empty = aggregate(results_frame([]))  # a run interrupted before its first record
+    lines = format_summary(empty).splitlines()
+    assert len(lines) == 2 and lines[0].startswith("| model") and "seeds ok" in lines[0]
+    assert markdown_table(pd.DataFrame({"a": [], "b": []}), index=True).count("\n") == 1
+    assert format_summary(empty, "csv").startswith("model,sampler,n,n_ok")
+    assert json.loads(format_summary(empty, "json")) == []

@@ -235,18 +235,19 @@ def _drive(store: RunStore, plan: Plan, work: list[Combination], job: Job,
                   file=sys.stderr)
 
     status = "aborted"
-    try:
-        with guard.installed():
+    with guard.installed():  # through the clean-up: a second signal must not cut it short
+        try:
             executor.run(work, job, sink)
-        records = store.records()
-        done = {r["key"] for r in records if r["status"] == "ok"}
-        status = "complete" if all(c.key in done for c in plan.combinations) else "partial"
-    except KeyboardInterrupt as error:
-        status = "interrupted"
-        raise RunInterrupted(getattr(error, "signum", signal.SIGINT), store.path) from None
-    finally:
-        store.update_manifest(status=status)
-        write_report(store)
+            records = store.records()
+            done = {r["key"] for r in records if r["status"] == "ok"}
+            status = "complete" if all(c.key in done for c in plan.combinations) else "partial"
+        except KeyboardInterrupt as error:
+            status = "interrupted"
+            raise RunInterrupted(getattr(error, "signum", signal.SIGINT), store.path) from None
+        finally:
+            with guard.held():  # a first signal now waits for the report
+                store.update_manifest(status=status)
+                write_report(store)
     return RunResult(store.path, results_frame(records), status)
 
 

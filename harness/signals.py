@@ -4,7 +4,9 @@ By default SIGINT raises ``KeyboardInterrupt`` wherever Python happens to be, an
 kills the process without running any ``finally``. While a run is in progress both become
 :class:`RunInterrupted`, so the driver can mark the run ``interrupted`` and stop its
 workers; inside :meth:`SignalGuard.held` (writing a record) the signal waits until the
-write is done, so a record is never half-written by our own hand.
+write is done, so a record is never half-written by our own hand. Once a run is stopping,
+further signals are ignored until the guard is removed: a second Ctrl-C must not break off
+the clean-up (stopping every worker, writing the manifest and report) half-way.
 """
 
 from __future__ import annotations
@@ -36,16 +38,22 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 class SignalGuard:
-    """Turns SIGINT and SIGTERM into :class:`RunInterrupted` while installed."""
+    """Turns the first SIGINT or SIGTERM into :class:`RunInterrupted` while installed, and
+    ignores any after it (the run is already stopping)."""
 
     def __init__(self) -> None:
         self._held = 0
         self._pending: int | None = None
+        self.fired = False
+        """Whether a signal has been raised as :class:`RunInterrupted`."""
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.fired:
+            return
         if self._held:
             self._pending = signum
             return
+        self.fired = True
         raise RunInterrupted(signum)
 
     @contextmanager
@@ -72,4 +80,5 @@ class SignalGuard:
             self._held -= 1
         if not self._held and self._pending is not None:
             signum, self._pending = self._pending, None
+            self.fired = True
             raise RunInterrupted(signum)

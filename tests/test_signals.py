@@ -32,3 +32,18 @@ def test_a_held_block_finishes_before_the_signal_is_raised() -> None:
                 steps.append("record written")
             steps.append("never reached")
     assert steps == ["record written"]
+
+
+def test_signals_after_the_first_cannot_cut_the_clean_up_short() -> None:
+    guard, steps = SignalGuard(), []
+    with pytest.raises(RunInterrupted) as info:
+        with guard.installed():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                steps.append("never reached")
+            finally:  # stopping workers, writing the report: a second Ctrl-C is ignored
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                steps.append("cleaned up")
+    assert info.value.signum == signal.SIGINT and guard.fired
+    assert steps == ["cleaned up"]

@@ -171,7 +171,11 @@ def execute(
         "executor": executor.describe(),
         "plan": plan_manifest(plan, save_checkpoints),
     }
-    store = RunStore.create(output_dir, manifest, label=plan.task.name)
+    try:
+        store = RunStore.create(output_dir, manifest, label=plan.task.name)
+    except BaseException:
+        _close(executor)  # a local Ray the check started must not outlive the failed run
+        raise
     if not quiet:
         print(f"run directory: {store.path}", file=sys.stderr)
     with store.lock():
@@ -202,8 +206,8 @@ def resume(
         make_thread_invariant()
     plan, save_checkpoints = load_plan(manifest, registry, store.path, quiet)
     job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
-    executor.check(job)
-    with store.lock():
+    with store.lock():  # before the check, which may start a local Ray: a run in use is
+        executor.check(job)  # refused with nothing left running
         work = remaining(plan, store.records(), retry_failed)
         resumed = manifest.get("resumed", []) + [{
             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -214,6 +218,13 @@ def resume(
             print(f"resuming {store.path}: {len(work)} of {len(plan.combinations)} "
                   "combinations to run", file=sys.stderr)
         return _drive(store, plan, work, job, executor, quiet)
+
+
+def _close(executor: Executor) -> None:
+    """Release what the executor's ``check`` may have started (a local Ray), if it can."""
+    close = getattr(executor, "close", None)
+    if callable(close):
+        close()
 
 
 def _drive(store: RunStore, plan: Plan, work: list[Combination], job: Job,

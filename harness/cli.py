@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import signal
 import sys
@@ -224,9 +225,12 @@ def _refuse_with_resume(ctx: click.Context) -> None:
 
 
 def _interruptible(start: Callable[[], RunResult]) -> RunResult:
-    """Run, turning Ctrl-C/SIGTERM into a message and exit code 130/143."""
+    """Run, turning Ctrl-C/SIGTERM into a message and exit code 130/143. Whatever the run
+    prints on stdout (a plugin's print, Ray's relayed worker and raylet lines) goes to
+    stderr: stdout is the results table's alone, so ``--format csv > file`` stays CSV."""
     try:
-        return start()
+        with contextlib.redirect_stdout(sys.stderr):
+            return start()
     except RunInterrupted as stop:
         where = stop.run_dir
         click.echo(f"interrupted by {signal.Signals(stop.signum).name}"

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
@@ -179,8 +182,9 @@ class RayExecutor:
             _probe(self.address)
             try:
                 env = _reproducible_env()
-                ray.init(address=self.address, logging_level=logging_level,
-                         runtime_env={"env_vars": env} if env else None)
+                with _handlers_kept():
+                    ray.init(address=self.address, logging_level=logging_level,
+                             runtime_env={"env_vars": env} if env else None)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 hint = "" if os.environ.get("RAY_AUTH_MODE") else (
                     " (a cluster with token authentication, Ray's default, needs "
@@ -191,10 +195,11 @@ class RayExecutor:
         else:
             # Workers of a local Ray see what this process sees, as spawned processes do.
             path = os.pathsep.join(p for p in sys.path if p)
-            ray.init(num_cpus=self.local_cpus or available_cores(),
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
-                     logging_level=logging_level,
-                     runtime_env={"env_vars": {"PYTHONPATH": path, **_reproducible_env()}})
+            with _handlers_kept():
+                ray.init(num_cpus=self.local_cpus or available_cores(),
+                         object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                         include_dashboard=False, logging_level=logging_level,
+                         runtime_env={"env_vars": {"PYTHONPATH": path, **_reproducible_env()}})
         self.started_here = True
 
     def _check_room(self) -> None:
@@ -259,6 +264,23 @@ class RayExecutor:
     @staticmethod
     def _ran(task: _Task) -> float:
         return time.monotonic() - task.started if task.started is not None else 0.0
+
+
+@contextmanager
+def _handlers_kept() -> Iterator[None]:
+    """Put back the SIGINT and SIGTERM handlers ``ray.init`` replaces (its SIGTERM handler
+    calls ``sys.exit``): during a run the harness's own guard handles both, and after it
+    the caller's (a notebook's, a test's) must be what they were."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def _probe(address: str) -> None:

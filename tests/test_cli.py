@@ -310,3 +310,36 @@ def test_two_runs_into_one_results_directory_keep_their_own_records(small_task: 
         assert len(records) == 1
         seeds |= {r["seed"] for r in records}
     assert seeds == {0, 1}
+
+
+CHATTY = """
+    from harness import hookimpl
+    from harness.contracts import ModelSpec
+    from harness_builtins.rnn import build_scratch
+
+
+    def chatty(vocab_size, settings, device):
+        print("a plugin's own line on stdout")
+        return build_scratch(vocab_size, settings, device)
+
+
+    @hookimpl
+    def register_models(register):
+        register(ModelSpec("chatty", chatty))
+"""
+
+
+def test_what_a_run_prints_on_stdout_goes_to_stderr_so_stdout_is_the_table(
+        runner: CliRunner, small_task: Path, site: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_plugins import make_distribution
+
+    make_distribution(site, "fake-chatty", "0.1", "fake_chatty", CHATTY)
+    monkeypatch.delenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD")
+    result = runner.invoke(main, ["run", "--task", str(small_task), "--models", "chatty",
+                                  "--samplers", "sequential", "--epochs", "1", "-q",
+                                  "--format", "csv", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader(io.StringIO(result.stdout))
+    assert row["model"] == "chatty"
+    assert "a plugin's own line on stdout" in result.stderr

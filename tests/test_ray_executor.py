@@ -179,3 +179,16 @@ def test_the_command_line_starts_a_local_ray_for_the_run_and_stops_it(
     (run_dir,) = (tmp_path / "out").iterdir()
     executor = json.loads((run_dir / "manifest.json").read_text())["executor"]
     assert executor["kind"] == "ray" and executor["address"] == "local"
+
+
+def test_starting_a_local_ray_leaves_the_callers_signal_handlers_as_they_were() -> None:
+    from types import SimpleNamespace
+
+    def ray_init(**kwargs) -> None:  # what ray.init does to the main thread's handlers
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+    executor = RayExecutor()
+    executor.ray = SimpleNamespace(is_initialized=lambda: False, init=ray_init)
+    before = signal.getsignal(signal.SIGTERM)
+    executor._connect(quiet=True)
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from harness.api import load_run, run
+from harness.api import load_run, resume, run
+from harness.executor import SerialExecutor
 from harness.cli import main
 from harness.errors import ConfigError, CorpusError
 from harness.plan import make_plan
@@ -150,6 +151,16 @@ def test_resume_refuses_a_run_another_process_is_writing(small_task: Path,
     with store.lock():
         result = CliRunner().invoke(main, ["run", "--resume", str(store.path)])
     assert result.exit_code == 2 and "another harness process" in result.output
+
+    class Recording(SerialExecutor):  # as a Ray executor, whose check starts a local Ray
+        checked = False
+
+        def check(self, job) -> None:
+            Recording.checked = True
+
+    with store.lock(), pytest.raises(ConfigError, match="another harness process"):
+        resume(store.path, executor=Recording())
+    assert not Recording.checked  # refused before anything was started for it
 
 
 def test_the_plan_comes_back_from_the_manifest(small_task: Path, small_corpus: Path) -> None:

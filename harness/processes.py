@@ -91,7 +91,10 @@ def exit_reason(exitcode: int | None) -> str:
     if exitcode is None:
         return "vanished"
     if exitcode < 0:
-        name = signal.Signals(-exitcode).name
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:  # a real-time signal (SIGRTMIN and up) has no name in Python
+            name = f"signal {-exitcode}"
         hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" \
             if -exitcode == signal.SIGKILL else ""
         return f"was killed by {name}{hint}"

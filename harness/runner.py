@@ -16,7 +16,7 @@ import time
 import traceback as tb
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import torch
@@ -101,8 +101,14 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
         error=result.error,
         finished=_now(),
     )
-    weights = encode_weights(model) if save_checkpoint and result.status == "ok" else None
-    return Outcome(record, [asdict(point) for point in result.curve], checkpoint=weights)
+    curve = [asdict(point) for point in result.curve]
+    try:
+        weights = encode_weights(model) if save_checkpoint and result.status == "ok" else None
+    except Exception as error:  # noqa: BLE001 - the numbers stand; the run goes on
+        record.update(status="failed", error=f"saving its checkpoint failed: "
+                                             f"{type(error).__name__}: {error}")
+        return Outcome(record, curve, tb.format_exc())
+    return Outcome(record, curve, checkpoint=weights)
 
 
 def build_model(plan: Plan, combo: Combination, registry: Registry) -> torch.nn.Module:
@@ -154,9 +160,14 @@ def check_threads(plan: Plan, combo: Combination, registry: Registry, record: di
 
 def lost_outcome(combo: Combination, status: str, error: str, wall_seconds: float) -> Outcome:
     """The record of a combination that never reported back: its process ``crashed``, or
-    was killed at its ``timeout``. The error doubles as its errors/ file."""
+    was killed at its ``timeout``, ``wall_seconds`` after it started. The error doubles as
+    its errors/ file."""
     record = base_record(combo)
-    record.update(status=status, error=error, wall_seconds=wall_seconds, finished=_now())
+    finished = datetime.now(timezone.utc)
+    started = finished - timedelta(seconds=wall_seconds)
+    record.update(status=status, error=error, wall_seconds=wall_seconds,
+                  started=started.isoformat(timespec="seconds"),
+                  finished=finished.isoformat(timespec="seconds"))
     return Outcome(record, [], f"{combo.label}: {error}\n")
 
 

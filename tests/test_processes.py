@@ -178,6 +178,8 @@ def test_exit_reasons_name_the_signal() -> None:
     assert exit_reason(-signal.SIGSEGV) == "was killed by SIGSEGV"
     assert "OOM" in exit_reason(-signal.SIGKILL)
     assert exit_reason(3) == "exited with code 3"
+    rt = signal.SIGRTMIN + 6  # a real-time signal: no name, and no ValueError for it
+    assert exit_reason(-rt) == f"was killed by signal {rt}"
 
 
 def test_bad_settings_are_config_errors() -> None:

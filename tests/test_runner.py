@@ -10,7 +10,8 @@ import torch
 from harness.plan import make_plan
 from harness.plugins import load_registry
 from harness.reproducible import VARIABLE
-from harness.runner import run_combination
+from harness.runner import lost_outcome, run_combination
+from harness.store import RunStore
 
 from fake_plugins import SLOW_SCRATCH, make_distribution
 
@@ -76,3 +77,46 @@ def test_the_check_leaves_the_combinations_numbers_as_they_were(
     assert offers == [1, 1]
     for field in ("train_ppl", "valid_ppl", "samples", "torch_threads"):
         assert checked[field] == plain[field]
+
+
+def test_a_checkpoint_that_cannot_be_saved_fails_its_combination_not_the_run(
+        small_task: Path, tmp_path: Path) -> None:
+    import threading
+
+    from harness import hookimpl
+    from harness.api import run
+    from harness_builtins.rnn import build_scratch
+
+    class Unsaveable:
+        @hookimpl
+        def register_models(self, register):
+            def factory(vocab, settings, device):
+                model = build_scratch(vocab, settings, device)
+                lock = threading.Lock()  # extra state torch.save cannot pickle
+                model.__class__ = type("Unsaveable", (type(model),), {
+                    "get_extra_state": lambda self: {"lock": lock},
+                    "set_extra_state": lambda self, state: None})
+                return model
+            from harness.contracts import ModelSpec
+            register(ModelSpec("unsaveable", factory))
+
+    result = run(models=["unsaveable", "scratch"], samplers=["sequential"],
+                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=1,
+                 save_checkpoints=True, device="cpu",
+                 registry=load_registry(autoload=False, extra=[Unsaveable()]))
+    records = {r["model"]: r for r in RunStore.open(result.path).records()}
+    assert records["scratch"]["status"] == "ok" and records["scratch"]["checkpoint"]
+    broken = records["unsaveable"]
+    assert broken["status"] == "failed" and "saving its checkpoint failed" in broken["error"]
+    assert broken["train_ppl"] > 0  # what training measured is kept
+    assert result.status == "partial"
+
+
+
+def test_a_lost_combination_started_when_its_time_began(small_task: Path) -> None:
+    from datetime import datetime
+
+    plan = make_plan(load_registry(), ["scratch"], ["sequential"], [0], str(small_task))
+    record = lost_outcome(plan.combinations[0], "timeout", "ran too long", 90.0).record
+    started, finished = (datetime.fromisoformat(record[k]) for k in ("started", "finished"))
+    assert (finished - started).total_seconds() == pytest.approx(90.0, abs=1.0)

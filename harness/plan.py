@@ -130,7 +130,8 @@ def make_plan(
     if not samplers:
         raise ConfigError("--samplers is empty; give sampler names or 'all' (choose from: "
                           f"{', '.join(registry.samplers.names())})")
-    for name in models:
+    models, samplers = list(dict.fromkeys(models)), list(dict.fromkeys(samplers))
+    for name in models:  # a name given twice trains once, from the CLI or the API alike
         registry.model(name)
     for name in samplers:
         registry.sampler(name)

@@ -63,3 +63,10 @@ def test_an_empty_list_of_models_or_samplers_is_refused_naming_the_option(
         small_task: Path, models: list[str], samplers: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_plan(load_registry(), models, samplers, [0], str(small_task))
+
+
+def test_a_name_given_twice_trains_once(small_task: Path) -> None:
+    plan = make_plan(load_registry(), ["scratch", "nnrnn", "scratch"],
+                     ["random", "random"], [0], str(small_task))
+    assert [(c.model, c.sampler) for c in plan.combinations] == [("scratch", "random"),
+                                                                 ("nnrnn", "random")]

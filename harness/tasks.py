@@ -38,6 +38,9 @@ class Task:
     recipe: Recipe = field(default_factory=Recipe)
     prefixes: tuple[str, ...] = DEFAULT_PREFIXES
     num_preds: int = 50
+    prefixes_declared: bool = False
+    """Whether the task file names its prefixes (only those are checked against the
+    vocabulary: d2l's default ones mean nothing to another corpus, and stay unchecked)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ def parse_task(text: str, base: Path | None, origin: str) -> Task:
     recipe = _parse_recipe(reader)
     prefixes, num_preds = _parse_generate(reader, tokenizer)
     return Task(name=name, source=source, tokenizer=tokenizer, description=description,
-                recipe=recipe, prefixes=prefixes, num_preds=num_preds)
+                recipe=recipe, prefixes=prefixes, num_preds=num_preds,
+                prefixes_declared="prefixes" in reader.table("generate"))
 
 
 class _TaskReader:
@@ -238,17 +242,21 @@ def prepare(task: Task, recipe: Recipe, corpus: Path | None = None) -> Dataset:
 
 
 def check_prefixes(task: Task, vocab: Vocab) -> None:
-    """ConfigError if a sample prefix has tokens the corpus never has (upper case, digits or
-    punctuation, which preprocessing removes): they would all be read as ``<unk>``."""
+    """ConfigError if a prefix the task file names has tokens the corpus never has: they
+    would all be read as ``<unk>``. (Upper case, digits and punctuation never survive the
+    preprocessing; a word may simply not occur.)"""
+    if not task.prefixes_declared:
+        return
     for prefix in task.prefixes:
         unknown = [t for t in tokenize([prefix], task.tokenizer)[0]
                    if t not in vocab.token_to_idx]
         if unknown:
             shown = ", ".join(repr(t) for t in dict.fromkeys(unknown))
+            why = "preprocessing keeps only lower-case letters and spaces" \
+                if task.tokenizer == "char" else "no such word in the corpus"
             raise ConfigError(
                 f"task {task.name}: [generate] prefix {prefix!r} has tokens the corpus "
-                f"never has: {shown} (preprocessing keeps only lower-case letters and "
-                "spaces); they would all be read as <unk>")
+                f"never has: {shown} ({why}); they would all be read as <unk>")
 
 
 def check_fits(dataset: Dataset, recipe: Recipe) -> None:

@@ -114,3 +114,15 @@ def test_prefixes_the_corpus_never_has_are_refused_before_training(small_task: P
     with pytest.raises(ConfigError, match=r"prefix 'the Time' has tokens the corpus never "
                        r"has: 'T' \(preprocessing"):
         prepare(task, task.recipe)
+
+
+def test_the_default_prefixes_are_not_held_against_another_corpus(small_task: Path) -> None:
+    # A task without [generate] samples after d2l's "time traveller"; a corpus without a
+    # 'v' must still train (the prefix is read with <unk>, as d2l would), not be refused.
+    text = small_task.read_text()
+    small_task.write_text(text[:text.index("[generate]")])
+    corpus = small_task.parent / "small.txt"
+    corpus.write_text(corpus.read_text().replace("v", "w").replace("V", "W"))
+    task = load_task(str(small_task))
+    assert task.prefixes == ("time traveller", "traveller") and not task.prefixes_declared
+    assert "v" not in prepare(task, task.recipe).vocab.token_to_idx

@@ -256,9 +256,9 @@ def _drive(store: RunStore, plan: Plan, work: list[Combination], job: Job,
             status = "interrupted"
             raise RunInterrupted(getattr(error, "signum", signal.SIGINT), store.path) from None
         finally:
-            with guard.held():  # a first signal now waits for the report
-                store.update_manifest(status=status)
-                write_report(store)
+            guard.settle()  # from here a signal would only cut the manifest or report short
+            store.update_manifest(status=status)
+            write_report(store)
     return RunResult(store.path, results_frame(records), status)
 
 

@@ -70,6 +70,12 @@ class SignalGuard:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
+    def settle(self) -> None:
+        """The run is over, or stopping: from now on signals are ignored while installed,
+        and one waiting in :meth:`held` is dropped, so the manifest and report are written
+        whole and the run's own outcome (its status, or the error that ended it) stands."""
+        self.fired, self._pending = True, None
+
     @contextmanager
     def held(self) -> Iterator[None]:
         """Delay a signal until the block is done, then raise it."""

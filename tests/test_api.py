@@ -156,3 +156,23 @@ def test_hostile_names_write_nothing_outside_the_run_directory(small_task: Path,
     assert (result.path / "checkpoints" / "escaped-model__tmp_.._.._escaped-sampler__seed0.pt"
             ).is_file()
     assert not list(Path("/tmp").glob("escaped-*"))
+
+
+def test_a_signal_while_the_report_is_written_leaves_a_finished_run_finished(
+        small_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    import harness.api
+
+    write_report = harness.api.write_report
+
+    def interrupted_report(store):  # Ctrl-C just as the run ends
+        os.kill(os.getpid(), signal.SIGINT)
+        return write_report(store)
+
+    monkeypatch.setattr(harness.api, "write_report", interrupted_report)
+    result = run(models=["scratch"], samplers=["sequential"], task=str(small_task),
+                 output_dir=tmp_path, quiet=True, epochs=1)
+    assert result.status == "complete" and (result.path / "report.md").is_file()
+    assert json.loads((result.path / "manifest.json").read_text())["status"] == "complete"

@@ -47,3 +47,13 @@ def test_signals_after_the_first_cannot_cut_the_clean_up_short() -> None:
                 steps.append("cleaned up")
     assert info.value.signum == signal.SIGINT and guard.fired
     assert steps == ["cleaned up"]
+
+
+def test_once_settled_a_signal_changes_nothing() -> None:
+    guard, steps = SignalGuard(), []
+    with guard.installed():
+        steps.append("run finished")
+        guard.settle()  # writing the manifest and report
+        os.kill(os.getpid(), signal.SIGTERM)
+        steps.append("report written")
+    assert steps == ["run finished", "report written"]

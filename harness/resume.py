@@ -6,13 +6,15 @@ the task's reference (a shipped name or a task file's absolute path), what of th
 shapes the results besides its corpus and recipe (tokenizer, prompts), the exact list of
 combinations (each with its ``--set`` settings; ``settings`` holds the grid), and whether
 checkpoints are saved. The corpus is found again where the run found it or, if it is not
-there any more (another working directory, another machine), the way a new run would
-(``$HARNESS_CORPUS``, the task's own path, the download cache); either way it must have the
-sha1 the run started with, and the task must tokenise it as it did then.
+there any more (another working directory, another machine), in ``$HARNESS_CORPUS`` when
+that is set, else the way a new run would (the task's own path, the download cache);
+either way it must have the sha1 the run started with, and the task must tokenise it as
+it did then.
 """
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,8 +62,9 @@ def load_plan(manifest: dict[str, Any], registry: Registry, where: Path,
     if corpus.is_file():
         plan = rebuild(corpus=corpus)
     else:
+        moved = os.environ.get(CORPUS_ENV)  # as --corpus would (refused with --resume)
         try:
-            plan = rebuild(corpus=None)
+            plan = rebuild(corpus=Path(moved) if moved else None)
         except CorpusError as error:
             hint = "" if CORPUS_ENV in str(error) else f"; point at a copy with {CORPUS_ENV}=PATH"
             raise CorpusError(f"the run's corpus {corpus} is not there (a relative path is "

@@ -239,3 +239,19 @@ def test_remaining_is_what_has_no_record_or_failed_when_asked(small_task: Path) 
 def test_retry_failed_needs_resume() -> None:
     result = CliRunner().invoke(main, ["run", "--retry-failed"])
     assert result.exit_code == 2 and "--resume" in result.output
+
+
+def test_a_moved_corpus_of_a_task_with_its_own_path_is_taken_from_harness_corpus(
+        small_task: Path, small_corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    registry = load_registry()
+    plan = make_plan(registry, ["scratch"], ["random"], [0], str(small_task))
+    manifest = json.loads(json.dumps({"settings": plan.settings(),
+                                      "plan": plan_manifest(plan, False)}))
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(small_corpus.read_bytes())
+    small_corpus.unlink()  # the task's own path and the run's are gone
+    with pytest.raises(CorpusError, match="HARNESS_CORPUS"):
+        load_plan(manifest, registry, Path("run"))
+    monkeypatch.setenv("HARNESS_CORPUS", str(copy))
+    again, _ = load_plan(manifest, registry, Path("run"))
+    assert again.dataset.path == copy and again.dataset.train == plan.dataset.train

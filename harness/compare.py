@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.recipe import Recipe
 from harness.results import load_run
 from harness.stats import (
     ALPHA,
@@ -40,6 +41,8 @@ from harness.stats import (
 )
 from harness.store import RunStore, to_json
 from harness.tables import DIGITS, LABELS, escape_markdown, mean_std, render
+
+RECIPE_DEFAULTS = Recipe().to_dict()
 
 RATIO_METRICS = frozenset({"tokens_per_sec"})
 """Metrics whose change is a ratio (B / A); the others' change is a difference (B - A)."""
@@ -162,8 +165,9 @@ def _table(frames: list[pd.DataFrame], runs: tuple[RunInfo, ...], alpha: float,
     for frame, recipe in zip(frames, recipes):
         frame = frame.copy()
         for column in settings:
-            if column not in frame:
-                frame[column] = recipe.get(column[len(SETTING_PREFIX):])
+            if column not in frame:  # a run made before the field existed had its default
+                field = column[len(SETTING_PREFIX):]
+                frame[column] = recipe.get(field, RECIPE_DEFAULTS.get(field))
         groups.append({tuple(k.values()): g for k, g in iter_groups(frame, keys)})
     rows = []
     for key in sorted(set().union(*groups), key=_sort_key):

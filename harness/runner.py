@@ -104,9 +104,12 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
     curve = [asdict(point) for point in result.curve]
     try:
         weights = encode_weights(model) if save_checkpoint and result.status == "ok" else None
-    except Exception as error:  # noqa: BLE001 - the numbers stand; the run goes on
-        record.update(status="failed", error=f"saving its checkpoint failed: "
-                                             f"{type(error).__name__}: {error}")
+    except Exception as error:  # noqa: BLE001 - its failure, not the run's: the run goes on
+        # failed, like any combination that did not give what was asked of it: no numbers
+        # in the record (only ok rows have them), the curve kept as trained
+        record.update(status="failed", train_ppl=None, valid_ppl=None, tokens_per_sec=None,
+                      error=f"trained, but saving its checkpoint failed: "
+                            f"{type(error).__name__}: {error}")
         return Outcome(record, curve, tb.format_exc())
     return Outcome(record, curve, checkpoint=weights)
 

@@ -209,3 +209,13 @@ def test_a_plain_run_pairs_with_the_grid_point_of_its_own_recipe(tmp_path: Path)
         (paired,) = rows(table, **{"setting.num_hiddens": 16})
         assert paired[side] == 2.0 and abs(paired["change"]) == pytest.approx(0.5)
         assert by_point[8].startswith("missing in")  # the plain run has no 8-unit model
+
+
+def test_a_run_from_before_a_recipe_field_existed_pairs_at_its_default(tmp_path: Path) -> None:
+    old = make_store(tmp_path, {("m", "s"): [("ok", 2.0, 1)]}, recipe={"lr": 1.0})
+    grid = make_store(tmp_path, {("m", "s", 512): [("ok", 2.5, 1)],
+                                 ("m", "s", 16): [("ok", 3.0, 1)]},
+                      recipe={"lr": 1.0}, grid={"num_hiddens": [16, 512]})
+    table = compare_runs([old, grid]).table
+    (paired,) = rows(table, metric="train_ppl", **{"setting.num_hiddens": 512})
+    assert paired["baseline_mean"] == 2.0 and paired["mean"] == 2.5  # 512: the default

@@ -108,7 +108,8 @@ def test_a_checkpoint_that_cannot_be_saved_fails_its_combination_not_the_run(
     assert records["scratch"]["status"] == "ok" and records["scratch"]["checkpoint"]
     broken = records["unsaveable"]
     assert broken["status"] == "failed" and "saving its checkpoint failed" in broken["error"]
-    assert broken["train_ppl"] > 0  # what training measured is kept
+    assert broken["train_ppl"] is None  # as for every failed combination
+    assert len(RunStore.open(result.path).curve(broken["key"])) == 1  # its one epoch
     assert result.status == "partial"
 
 

@@ -137,9 +137,10 @@ def test_reproducible_mode_reads_the_environment(monkeypatch) -> None:
 def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path, site: Path,
                                                        tmp_path: Path) -> None:
     """The seed's recipe (512 hidden, 32 x 35 batches: the shapes where oneMKL splits the
-    output layer's gradient between threads), 3 epochs, serially and in 2 workers. The
-    scratch RNN is slowed down, so that nnrnn's worker finishes during its first epoch and
-    lends it its core: it starts on 1 thread and ends on 2, with the serial run's bits."""
+    output layer's gradient between threads), 5 epochs, serially and in 2 workers. The
+    scratch RNN is slowed down (1.4 s an epoch), so that nnrnn's worker finishes (in about
+    1 s) during its first epoch, after its thread check (0.5 s), and lends it its core: it
+    starts on 1 thread and ends on 2, with the serial run's bits."""
     make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.15))
     env = {k: v for k, v in os.environ.items()
            if k not in (VARIABLE, "HARNESS_DISABLE_PLUGIN_AUTOLOAD")}
@@ -150,7 +151,7 @@ def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path, site: 
         done = subprocess.run(
             [sys.executable, "-m", "harness", "run", "--reproducible", "-q",
              "--corpus", str(timemachine), "--models", "slow-scratch,nnrnn",
-             "--samplers", "sequential", "--epochs", "3", "--valid-tokens", "0",
+             "--samplers", "sequential", "--epochs", "5", "--valid-tokens", "0",
              "-o", str(out), *extra],
             capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stderr

@@ -28,7 +28,7 @@ from harness.device import resolve_device
 from harness.compare import compare_runs
 from harness.environment import collect_environment
 from harness.errors import ConfigError
-from harness.executor import Executor, SerialExecutor
+from harness.executor import MAX_TIMEOUT, Executor, SerialExecutor, check_timeout
 from harness.generate import encode_prefix, generate
 from harness.names import record_label
 from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, Combination, Plan, make_plan
@@ -52,11 +52,6 @@ MAX_SEED = 2**63 - 1
 into pandas and compared as signed 64-bit integers. Negative seeds are refused: torch maps
 them onto large positive ones and Python's ``random.seed`` onto their absolute value."""
 
-MAX_TIMEOUT = 24 * 24 * 3600
-"""The longest ``--timeout`` in seconds, 24 days: the process executor waits with
-``poll()``, whose limit is 2**31 - 1 milliseconds (24.8 days)."""
-
-
 def check_seed(value: object, what: str = "seed") -> int:
     """``value`` as a seed (an int, a numpy integer, ...); ConfigError unless it is a whole
     number from 0 to :data:`MAX_SEED`."""
@@ -77,17 +72,6 @@ def check_seeds(seeds: Iterable[object], what: str = "seed") -> list[int]:
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         raise ConfigError(f"seeds must be a list of integers, got {seeds!r}")
     return list(dict.fromkeys(check_seed(seed, what) for seed in seeds))
-
-
-def check_timeout(seconds: float | None) -> None:
-    """ConfigError unless ``seconds`` is None (no limit) or a finite number of seconds > 0 and
-    at most :data:`MAX_TIMEOUT`, checked before any run directory exists."""
-    if seconds is None:
-        return
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) \
-            or not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
-        raise ConfigError(f"--timeout must be a finite number of seconds > 0 and at most "
-                          f"{MAX_TIMEOUT} (24 days), got {seconds}")
 
 
 def summarize_runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -133,9 +117,7 @@ def run(
     ``harness.ray_executor.RayExecutor()``. ``grid``: hyper-parameter values to multiply
     the grid by, as ``--set`` (``{"num_hiddens": [256, 512], "lr": [0.5, 1.0]}``).
     """
-    # The process and Ray executors keep theirs as .timeout; an infinite one would only fail
-    # once the run directory exists.
-    check_timeout(getattr(executor, "timeout", None))
+    check_timeout(getattr(executor, "timeout", None))  # before output_dir is made
     registry = registry or load_registry()
     plan = make_plan(registry, list(models), list(samplers), check_seeds(seeds), task, recipe,
                      Path(corpus) if corpus else None, device, grid, quiet)
@@ -160,7 +142,7 @@ def execute(
     run directory) propagates; :func:`resume` finishes the run.
     """
     executor = executor or SerialExecutor()
-    check_timeout(getattr(executor, "timeout", None))
+    check_timeout(getattr(executor, "timeout", None))  # one changed after it was made
     job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
     executor.check(job)
     manifest = {

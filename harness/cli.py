@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from harness import __version__
-from harness.api import RunResult, check_seeds, check_timeout, execute
+from harness.api import RunResult, check_seeds, execute
 from harness.api import resume as resume_run
 from harness.api import sample as sample_text
 from harness.compare import compare_runs, format_comparison
@@ -193,8 +193,8 @@ def _executor(kind: str | None, jobs: int | None, timeout: float | None, isolate
               address: str | None, cpus_per_task: int | None) -> Executor:
     """The executor asked for. Without --executor: serial, unless a worker process is asked
     for (--jobs, or --timeout/--isolate, which need one). ``None`` is "not given": a 0 is
-    refused like any number below 1, never taken for the default."""
-    check_timeout(timeout)
+    refused like any number below 1, never taken for the default. The executors check
+    ``timeout`` themselves (:func:`harness.executor.check_timeout`)."""
     if kind != "ray" and (address is not None or cpus_per_task is not None):
         raise UsageError("--address and --cpus-per-task go with --executor ray")
     if kind == "ray":

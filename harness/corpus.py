@@ -40,7 +40,7 @@ class CorpusSource:
         if self.sha1 is None:
             return
         if not isinstance(self.sha1, str) or not re.fullmatch(r"[0-9A-Fa-f]{40}", self.sha1):
-            raise ConfigError(f"corpus sha1 must be 40 hexadecimal digits, got {self.sha1!r}")
+            raise ConfigError(f"sha1 must be 40 hexadecimal digits, got {self.sha1!r}")
         object.__setattr__(self, "sha1", self.sha1.lower())
 
     @property

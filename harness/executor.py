@@ -23,6 +23,8 @@ combination, on a local Ray or an existing cluster).
 
 from __future__ import annotations
 
+import math
+import numbers
 import pickle
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -33,6 +35,22 @@ from harness.plan import Combination
 from harness.runner import Job, Outcome
 
 Sink = Callable[[Outcome], None]
+
+MAX_TIMEOUT = 24 * 24 * 3600
+"""The longest ``--timeout`` in seconds, 24 days: the process executor waits with
+``poll()``, whose limit is 2**31 - 1 milliseconds (24.8 days)."""
+
+
+def check_timeout(seconds: float | None) -> None:
+    """ConfigError unless ``seconds`` is None (no limit) or a finite number of seconds > 0 and
+    at most :data:`MAX_TIMEOUT`: what every executor with a time limit accepts, checked when
+    it is made (and again by the driver, before the run directory exists)."""
+    if seconds is None:
+        return
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) \
+            or not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
+        raise ConfigError(f"--timeout must be a finite number of seconds > 0 and at most "
+                          f"{MAX_TIMEOUT} (24 days), got {seconds}")
 
 
 class Executor(Protocol):

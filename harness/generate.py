@@ -12,14 +12,12 @@ prefixes through :func:`complete`, unchanged.
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import Tensor
 
 from harness.contracts import LanguageModel
 from harness.errors import ConfigError
-from harness.text import Vocab, tokenize
+from harness.text import Vocab, preprocess, tokenize
 
 
 def choose(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
@@ -71,9 +69,9 @@ def encode_prefix(prefix: str, vocab: Vocab, tokenizer: str) -> list[int]:
     preprocessed the corpus (runs of non-letters -> one space, lower case) but not stripped,
     so a trailing space stays. ConfigError naming the tokens the vocabulary lacks, rather
     than feeding the model ``<unk>``."""
-    text = re.sub("[^A-Za-z]+", " ", prefix).lower()
+    text = preprocess(prefix)
     tokens = tokenize([text], tokenizer)[0]
-    unknown = sorted({t for t in tokens if t not in vocab.token_to_idx})
+    unknown = vocab.missing(tokens)
     if unknown:
         what = "characters" if tokenizer == "char" else "words"
         raise ConfigError(f"the prefix has {what} the run's vocabulary lacks: "

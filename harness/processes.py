@@ -47,7 +47,7 @@ from typing import Any
 
 from harness.device import available_cores
 from harness.errors import ConfigError, HarnessError
-from harness.executor import Sink, check_sendable
+from harness.executor import Sink, check_sendable, check_timeout
 from harness.plan import Combination
 from harness.reproducible import reproducible_mode, warm_up_math
 from harness.runner import Job, lost_outcome
@@ -172,8 +172,7 @@ class ProcessExecutor:
         (the module docstring); ``None``: only in ``--reproducible`` mode."""
         if jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {jobs}")
-        if timeout is not None and not timeout > 0:
-            raise ConfigError(f"--timeout must be a number of seconds > 0, got {timeout}")
+        check_timeout(timeout)
         self.jobs, self.timeout, self.isolate = jobs, timeout, isolate
         self.cores = cores or available_cores()
         self.threads = threads_per_worker(jobs, self.cores)

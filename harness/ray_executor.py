@@ -43,10 +43,11 @@ import torch
 
 from harness.device import available_cores
 from harness.errors import ConfigError
-from harness.executor import Sink, check_sendable
+from harness.executor import Sink, check_sendable, check_timeout
 from harness.plan import Combination
 from harness.reproducible import VARIABLE, reproducible_mode
 from harness.runner import Job, Outcome, lost_outcome
+from harness.signals import raise_if_interrupted
 
 REQUIREMENT = "ray>=2.40"
 INSTALL = "pip install 'rnn-harness[ray]'"
@@ -105,8 +106,7 @@ class RayExecutor:
                  local_cpus: int | None = None) -> None:
         if cpus_per_task < 1:
             raise ConfigError(f"--cpus-per-task must be at least 1, got {cpus_per_task}")
-        if timeout is not None and not timeout > 0:
-            raise ConfigError(f"--timeout must be a number of seconds > 0, got {timeout}")
+        check_timeout(timeout)
         self.ray = import_ray()
         self.address, self.cpus, self.timeout, self.isolate = address, cpus_per_task, \
             timeout, isolate
@@ -157,6 +157,7 @@ class RayExecutor:
                     max_retries=0, name=combo.label).remote(token, shared, combo, self.cpus)
                 tasks[generator] = _Task(combo)
             while tasks:
+                raise_if_interrupted()  # a Ctrl-C that ray.wait swallowed still stops us
                 ready, _ = ray.wait(list(tasks), num_returns=1, timeout=self._wait_limit(tasks))
                 for generator in ready:
                     self._receive(generator, tasks, sink)

@@ -44,6 +44,7 @@ class SignalGuard:
     def __init__(self) -> None:
         self._held = 0
         self._pending: int | None = None
+        self._raised: int | None = None  # the signal raised, until the run settles
         self.fired = False
         """Whether a signal has been raised as :class:`RunInterrupted`."""
 
@@ -53,7 +54,10 @@ class SignalGuard:
         if self._held:
             self._pending = signum
             return
-        self.fired = True
+        self._fire(signum)
+
+    def _fire(self, signum: int) -> None:
+        self.fired, self._raised = True, signum
         raise RunInterrupted(signum)
 
     @contextmanager
@@ -64,9 +68,11 @@ class SignalGuard:
             yield self
             return
         previous = {signum: signal.signal(signum, self._handle) for signum in HANDLED}
+        _ACTIVE.append(self)
         try:
             yield self
         finally:
+            _ACTIVE.remove(self)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
@@ -74,7 +80,7 @@ class SignalGuard:
         """The run is over, or stopping: from now on signals are ignored while installed,
         and one waiting in :meth:`held` is dropped, so the manifest and report are written
         whole and the run's own outcome (its status, or the error that ended it) stands."""
-        self.fired, self._pending = True, None
+        self.fired, self._pending, self._raised = True, None, None
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -86,5 +92,18 @@ class SignalGuard:
             self._held -= 1
         if not self._held and self._pending is not None:
             signum, self._pending = self._pending, None
-            self.fired = True
-            raise RunInterrupted(signum)
+            self._fire(signum)
+
+
+_ACTIVE: list[SignalGuard] = []
+"""The guards installed in this process, innermost last."""
+
+
+def raise_if_interrupted() -> None:
+    """Raise again the interruption an installed guard raised, if it has not stopped the
+    run. Python runs a signal handler wherever the main thread is, and foreign code that
+    runs it (Ray's C++ wait loop checks for signals) may drop the exception: the run would
+    then wait on, deaf to the signal that was meant to stop it. A driver loop that waits
+    in such code calls this on every turn."""
+    if _ACTIVE and _ACTIVE[-1]._raised is not None:
+        raise RunInterrupted(_ACTIVE[-1]._raised)

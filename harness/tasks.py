@@ -11,7 +11,6 @@ and ``num_preds`` for the greedy samples).
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -177,12 +176,13 @@ def _parse_corpus(reader: _TaskReader, base: Path | None) -> CorpusSource:
     sha1 = reader.text("[corpus] ", corpus, "sha1")
     if url is None and path is None:
         reader.fail("[corpus]", "needs a url or a path")
-    if sha1 is not None and not re.fullmatch("[0-9a-fA-F]{40}", sha1):
-        reader.fail("[corpus] sha1", "must be 40 hexadecimal digits", sha1)
     local = Path(path) if path is not None else None
     if local is not None and base is not None and not local.is_absolute():
         local = base / local
-    return CorpusSource(url=url, path=local, sha1=sha1.lower() if sha1 else None)
+    try:  # CorpusSource checks the sha1's form and lower-cases it
+        return CorpusSource(url=url, path=local, sha1=sha1)
+    except ConfigError as error:
+        raise ConfigError(f"task {reader.origin}: [corpus] {error}") from None
 
 
 def _parse_recipe(reader: _TaskReader) -> Recipe:
@@ -248,10 +248,9 @@ def check_prefixes(task: Task, vocab: Vocab) -> None:
     if not task.prefixes_declared:
         return
     for prefix in task.prefixes:
-        unknown = [t for t in tokenize([prefix], task.tokenizer)[0]
-                   if t not in vocab.token_to_idx]
+        unknown = vocab.missing(tokenize([prefix], task.tokenizer)[0])
         if unknown:
-            shown = ", ".join(repr(t) for t in dict.fromkeys(unknown))
+            shown = ", ".join(map(repr, unknown))
             why = "preprocessing keeps only lower-case letters and spaces" \
                 if task.tokenizer == "char" else "no such word in the corpus"
             raise ConfigError(

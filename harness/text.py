@@ -29,11 +29,17 @@ def read_lines(path: Path) -> list[str]:
         raise CorpusError(f"{path}: cannot read ({error.strerror})") from None
     if not raw.strip():
         raise CorpusError(f"{path}: the corpus is empty")
-    lines = [re.sub("[^A-Za-z]+", " ", line).strip().lower()
-             for line in io.StringIO(raw, newline=None).readlines()]
+    lines = [preprocess(line).strip() for line in io.StringIO(raw, newline=None).readlines()]
     if not any(lines):
         raise CorpusError(f"{path}: the corpus has no letters left after preprocessing")
     return lines
+
+
+def preprocess(text: str) -> str:
+    """d2l's preprocessing of a line, but for the strip: runs of non-letters become one
+    space, letters lower case. (:func:`read_lines` strips each line as d2l does; a prefix
+    typed for ``harness sample`` keeps a trailing space.)"""
+    return re.sub("[^A-Za-z]+", " ", text).lower()
 
 
 def tokenize(lines: Iterable[str], token: str = "char") -> list[list[str]]:
@@ -57,6 +63,11 @@ class Vocab:
 
     def __len__(self) -> int:
         return len(self.idx_to_token)
+
+    def missing(self, tokens: Iterable[str]) -> list[str]:
+        """The distinct ``tokens`` it does not hold (which :meth:`encode` reads as
+        ``<unk>``), in order of first appearance."""
+        return [t for t in dict.fromkeys(tokens) if t not in self.token_to_idx]
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
         return [self.token_to_idx.get(token, 0) for token in tokens]

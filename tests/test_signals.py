@@ -57,3 +57,22 @@ def test_once_settled_a_signal_changes_nothing() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         steps.append("report written")
     assert steps == ["run finished", "report written"]
+
+
+def test_an_interruption_that_foreign_code_swallowed_is_raised_again() -> None:
+    from harness.signals import raise_if_interrupted
+
+    guard = SignalGuard()
+    raise_if_interrupted()  # no guard: nothing to raise
+    with pytest.raises(RunInterrupted) as info:
+        with guard.installed():
+            raise_if_interrupted()  # nothing happened yet
+            try:  # what a C extension running the handler may do with its exception
+                os.kill(os.getpid(), signal.SIGTERM)
+            except RunInterrupted:
+                pass
+            raise_if_interrupted()  # the driver's next turn: the run stops after all
+    assert info.value.signum == signal.SIGTERM
+    with guard.installed():
+        guard.settle()
+        raise_if_interrupted()  # once settled, the run is already stopping

@@ -72,9 +72,10 @@ class LayerNorm(nn.Module):
         self.shape, self.eps = (width,), eps
         self.weight = nn.Parameter(torch.ones(width))
         self.bias = nn.Parameter(torch.zeros(width))
+        self.split = reproducible_mode()  # set before any model is built; not per step
 
     def forward(self, x: Tensor) -> Tensor:
-        if reproducible_mode():
+        if self.split:
             normed = F.layer_norm(x, self.shape, eps=self.eps)
             return torch.addcmul(self.bias, normed, self.weight)
         return F.layer_norm(x, self.shape, self.weight, self.bias, self.eps)

@@ -129,10 +129,14 @@ def test_idle_cores_are_lent_only_in_reproducible_mode(monkeypatch) -> None:
 def test_the_last_combination_takes_up_the_cores_of_a_finished_worker(
         lend: bool, site: Path, small_task: Path, tmp_path: Path) -> None:
     # nnrnn is done within slow-scratch's first epoch; from then on slow-scratch trains
-    # alone, on both cores if they are lent, on its own one if not.
+    # alone, on both cores if they are lent, on its own one if not. 512 units and 2,200
+    # tokens, so that nnrnn (0.5 s, measured) outlasts what slow-scratch does before its
+    # first epoch (its thread check: 0.1 s) and ends well within that epoch (2.7 s): with
+    # the task's 16 units nnrnn took 0.09 s, and slow-scratch sometimes began on 2 threads.
     make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.02))
     result = run(models=["slow-scratch", "nnrnn"], samplers=["sequential"],
                  task=str(small_task), output_dir=tmp_path, quiet=True, epochs=2,
+                 num_hiddens=512, max_tokens=2200,
                  registry=load_registry(autoload=True),
                  executor=ProcessExecutor(jobs=2, cores=2, lend_cores=lend))
     assert result.status == "complete"

@@ -1,6 +1,6 @@
 """Where a harness training step spends its time: the model vs the harness around it.
 
-Profiles ``harness.trainer.train`` with cProfile for a few epochs and splits the time into
+Profiles ``harness.train.trainer.train`` with cProfile for a few epochs and splits the time into
 the model's work (forward, loss, backward, optimizer step) and the harness's own work
 around it (batching by the sampler, state reset/detach, gradient clipping, metrics, the
 progress bar). cProfile slows Python-level calls more than torch kernels, so the harness
@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from harness.plugins import load_registry
-from harness.tasks import load_task, prepare
-from harness.trainer import seed_everything, train
+from harness.plugin.manager import load_registry
+from harness.data.tasks import load_task, prepare
+from harness.train.trainer import seed_everything, train
 
 Match = Callable[[str, str], bool]
 """Whether a profile entry, by its file and function name, is part of a row."""

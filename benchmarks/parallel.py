@@ -7,14 +7,14 @@ prints both wall times and their ratio. Then it compares perplexities per combin
 serial run, and with a serial run at the workers' thread count: oneMKL may sum in another
 order with another number of threads, so by default only the latter can be bit-identical.
 With ``--reproducible`` (``harness run --reproducible``: oneMKL's strict reproducibility
-mode, see :mod:`harness.reproducible`) the ``--jobs`` run must match the serial run itself.
+mode, see :mod:`harness.machine.determinism`) the ``--jobs`` run must match the serial run itself.
 
 On a shared machine a slow spell can fall on one run and not the other: ``--rounds N``
 alternates N serial and N ``--jobs`` runs and prints each round's ratio and their median
 (and says if a round's perplexities differ from the first round's, which they should not).
 
 In ``--reproducible`` mode the ``--jobs`` run lends the cores of workers left without
-work to the busy ones (:mod:`harness.processes`); ``--unlent`` adds to each round a
+work to the busy ones (:mod:`harness.execute.processes`); ``--unlent`` adds to each round a
 ``--jobs`` run that leaves them idle, as the default mode must, to show what lending gains.
 
 The serial run at the workers' thread count also gives each combination's time on one
@@ -42,10 +42,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from harness.api import run
-from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS
-from harness.processes import ProcessExecutor
-from harness.reproducible import make_thread_invariant, reproducible_mode
+from harness.run.driver import run
+from harness.plan.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS
+from harness.execute.processes import ProcessExecutor
+from harness.machine.determinism import make_thread_invariant, reproducible_mode
 
 
 def main() -> None:

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import d2l_seed  # noqa: E402
 
-from harness.plugins import load_registry  # noqa: E402
-from harness.reproducible import make_thread_invariant  # noqa: E402
-from harness.tasks import load_task, prepare  # noqa: E402
-from harness.trainer import seed_everything, train  # noqa: E402
+from harness.plugin.manager import load_registry  # noqa: E402
+from harness.machine.determinism import make_thread_invariant  # noqa: E402
+from harness.data.tasks import load_task, prepare  # noqa: E402
+from harness.train.trainer import seed_everything, train  # noqa: E402
 
 CPU = torch.device("cpu")
 GATES = {"scratch": 1, "nnrnn": 1, "scratch-gru": 3, "gru": 3, "scratch-lstm": 4, "lstm": 4}

@@ -1,29 +1,88 @@
 """harness: a plugin-based benchmark harness for character-level sequence models.
 
-Plugins import the hook marker from here::
+The public Python API; the CLI and the README's examples use only these names::
 
-    from harness import hookimpl
+    import harness
+    result = harness.run(models=["scratch"], samplers=["sequential"], epochs=5, quiet=True)
+    harness.load_run(result.path)
 
-Everything else a plugin needs lives in :mod:`harness.contracts`.
+Plugins import the hook marker from here (``from harness import hookimpl``), the specs
+they register from :mod:`harness.plugin.contracts`, and test themselves with
+:mod:`harness.testing`.
+
+Names are imported when first used, so ``import harness`` (and ``harness --help``) loads
+neither torch nor pandas.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import pluggy
+from harness.errors import (
+    CheckpointError,
+    ConfigError,
+    CorpusError,
+    HarnessError,
+    PluginError,
+)
+from harness.plugin.hookspecs import PROJECT, hookimpl
+from harness.version import DISTRIBUTION, __version__
 
-PROJECT = "rnn_harness"
-"""The pluggy project name, which is also the entry-point group of installed plugins."""
+_LAZY = {
+    # running
+    "run": "harness.run.driver",
+    "resume": "harness.run.driver",
+    "execute": "harness.run.driver",
+    "RunResult": "harness.run.driver",
+    "sample": "harness.run.driver",
+    "make_plan": "harness.plan.plan",
+    "split_names": "harness.plan.plan",
+    "load_registry": "harness.plugin.manager",
+    # executors
+    "SerialExecutor": "harness.execute.executor",
+    "ProcessExecutor": "harness.execute.processes",
+    "RayExecutor": "harness.execute.ray",
+    "RunInterrupted": "harness.execute.signals",
+    "WorkerError": "harness.execute.processes",
+    # results
+    "load_run": "harness.results.frames",
+    "load_runs": "harness.results.frames",
+    "summarize_runs": "harness.run.driver",
+    "compare_runs": "harness.results.compare",
+    "format_comparison": "harness.results.compare",
+    "write_report": "harness.results.report",
+}
 
-DISTRIBUTION = "rnn-harness"
+__all__ = [
+    "DISTRIBUTION", "PROJECT", "__version__", "hookimpl",
+    "CheckpointError", "ConfigError", "CorpusError", "HarnessError", "PluginError",
+    *_LAZY,
+]
 
-hookimpl = pluggy.HookimplMarker(PROJECT)
-"""Marker for hook implementations in plugins."""
 
-try:
-    __version__ = version(DISTRIBUTION)
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-__all__ = ["DISTRIBUTION", "PROJECT", "__version__", "hookimpl"]
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.execute.executor import SerialExecutor
+    from harness.execute.processes import ProcessExecutor, WorkerError
+    from harness.execute.ray import RayExecutor
+    from harness.execute.signals import RunInterrupted
+    from harness.plan.plan import make_plan, split_names
+    from harness.plugin.manager import load_registry
+    from harness.results.compare import compare_runs, format_comparison
+    from harness.results.frames import load_run, load_runs
+    from harness.results.report import write_report
+    from harness.run.driver import RunResult, execute, resume, run, sample, summarize_runs

@@ -12,26 +12,26 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from harness import __version__
-from harness.api import RunResult, check_seeds, execute
-from harness.api import resume as resume_run
-from harness.api import sample as sample_text
-from harness.compare import compare_runs, format_comparison
+from harness.version import __version__
+from harness.run.driver import RunResult, check_seeds, execute
+from harness.run.driver import resume as resume_run
+from harness.run.driver import sample as sample_text
+from harness.results.compare import compare_runs, format_comparison
 from harness.errors import HarnessError
-from harness.executor import Executor, SerialExecutor
-from harness.grid import parse_set_options
+from harness.execute.executor import Executor, SerialExecutor
+from harness.plan.grid import parse_set_options
 from harness.names import record_label
-from harness.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, make_plan, split_names
-from harness.plugins import load_registry
-from harness.processes import ProcessExecutor, WorkerError
-from harness.ray_executor import RayExecutor
-from harness.report import write_report
-from harness.reproducible import make_thread_invariant
-from harness.results import load_run
-from harness.signals import RunInterrupted
-from harness.stats import ALPHA, aggregate
-from harness.store import RunStore, check_writable
-from harness.tables import FORMATS, format_summary
+from harness.plan.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, make_plan, split_names
+from harness.plugin.manager import load_registry
+from harness.execute.processes import ProcessExecutor, WorkerError
+from harness.execute.ray import RayExecutor
+from harness.results.report import write_report
+from harness.machine.determinism import make_thread_invariant
+from harness.results.frames import load_run
+from harness.execute.signals import RunInterrupted
+from harness.results.stats import ALPHA, aggregate
+from harness.results.store import RunStore, check_writable
+from harness.results.tables import FORMATS, format_summary
 
 EXECUTORS = ("serial", "processes", "ray")
 
@@ -194,7 +194,7 @@ def _executor(kind: str | None, jobs: int | None, timeout: float | None, isolate
     """The executor asked for. Without --executor: serial, unless a worker process is asked
     for (--jobs, or --timeout/--isolate, which need one). ``None`` is "not given": a 0 is
     refused like any number below 1, never taken for the default. The executors check
-    ``timeout`` themselves (:func:`harness.executor.check_timeout`)."""
+    ``timeout`` themselves (:func:`harness.execute.executor.check_timeout`)."""
     if kind != "ray" and (address is not None or cpus_per_task is not None):
         raise UsageError("--address and --cpus-per-task go with --executor ray")
     if kind == "ray":

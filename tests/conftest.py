@@ -13,6 +13,7 @@ import pytest
 os.environ["HARNESS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # fake_plugins, from the tests of every stage
 sys.path.insert(0, str(REPO / "benchmarks"))  # d2l_seed: the seed's own code, the reference
 SHARED_CORPUS = REPO.parent / "shared" / "data" / "timemachine.txt"
 TIMEMACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"

@@ -24,7 +24,7 @@ SLOW_SCRATCH = """
     import torch
 
     from harness import hookimpl
-    from harness.contracts import ModelSpec
+    from harness.plugin.contracts import ModelSpec
     from harness_builtins.rnn import build_scratch
 
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.store import RunStore
+from harness.results.store import RunStore
 
 FAST = ["--epochs", "2", "--hiddens", "16", "--max-tokens", "2000", "--valid-tokens", "1200",
         "--eval-every", "1", "-q"]
@@ -314,7 +314,7 @@ def test_two_runs_into_one_results_directory_keep_their_own_records(small_task: 
 
 CHATTY = """
     from harness import hookimpl
-    from harness.contracts import ModelSpec
+    from harness.plugin.contracts import ModelSpec
     from harness_builtins.rnn import build_scratch
 
 

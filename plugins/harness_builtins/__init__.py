@@ -1,5 +1,5 @@
 """The plugins that ship with harness.
 
-They use only the public plugin API (``harness.hookimpl`` and ``harness.contracts``) and are
+They use only the public plugin API (``harness.hookimpl`` and ``harness.plugin.contracts``) and are
 loaded by the same plugin manager as installed plugins; nothing in the core imports them.
 """

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from harness import hookimpl
-from harness.contracts import ModelSettings, ModelSpec
+from harness.plugin.contracts import ModelSettings, ModelSpec
 from harness_builtins.kernels import gru_recurrence, lstm_recurrence, row_lookup
 from harness_builtins.rnn import build_torch_rnn
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from harness.reproducible import reproducible_mode
+from harness.machine.determinism import reproducible_mode
 
 
 class RowLookup(torch.autograd.Function):
@@ -57,7 +57,7 @@ def batch_parts(batch_size: int, tensor: Tensor) -> int:
     batch into: on CPU in fp32, one per intra-op thread where the batch divides evenly into
     blocks of at least 8 rows; else 1.
 
-    Always 1 in ``--reproducible`` mode (:mod:`harness.reproducible`), for speed: in
+    Always 1 in ``--reproducible`` mode (:mod:`harness.machine.determinism`), for speed: in
     oneMKL's strict mode the blocks' batched products are slower, and the scratch RNN
     trained at 90,106 and 94,875 tokens/s with blocks against 99,747 and 100,653 without
     (2 cores, alternating in one process; in the default mode 114,732 and 113,846 with,

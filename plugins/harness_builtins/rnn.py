@@ -1,6 +1,6 @@
 """The two RNNs of the seed: d2l §8.5 from scratch (``scratch``) and §8.6 concise (``nnrnn``).
 
-Both follow the model contract in :mod:`harness.contracts`: ``forward(X, state)`` takes
+Both follow the model contract in :mod:`harness.plugin.contracts`: ``forward(X, state)`` takes
 token ids ``(B, T)`` and returns time-major logits ``(T * B, V)`` and the new state.
 """
 
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from harness import hookimpl
-from harness.contracts import ModelSettings, ModelSpec
+from harness.plugin.contracts import ModelSettings, ModelSpec
 from harness_builtins.kernels import compute_dtype, row_lookup, tanh_recurrence_
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from harness import hookimpl
-from harness.contracts import Batches, SamplerSpec
+from harness.plugin.contracts import Batches, SamplerSpec
 
 
 def seq_data_iter_random(

@@ -2,7 +2,7 @@
 
 Installed, this module is found through its entry point in the ``rnn_harness`` group (see
 ``pyproject.toml``) and registers the model ``transformer``. It uses only the harness's
-public plugin API: the ``hookimpl`` marker and :mod:`harness.contracts`. The model is in
+public plugin API: the ``hookimpl`` marker and :mod:`harness.plugin.contracts`. The model is in
 :mod:`harness_transformer.model`, whose docstring explains how a stateless model serves the
 contract's state (its state is its context window of token ids).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness import hookimpl
-from harness.contracts import ModelSpec
+from harness.plugin.contracts import ModelSpec
 from harness_transformer.model import CausalTransformer
 
 TRANSFORMER = ModelSpec(

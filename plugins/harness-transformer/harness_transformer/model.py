@@ -1,6 +1,6 @@
 """A small causal Transformer language model (GPT-style) under the harness's model contract.
 
-The contract (``harness.contracts.LanguageModel``) asks for ``begin_state(batch_size,
+The contract (``harness.plugin.contracts.LanguageModel``) asks for ``begin_state(batch_size,
 device)`` and ``forward(X, state) -> (logits, state)``, with ``X`` token ids ``(B, T)`` and
 time-major logits ``(T * B, V)``. A Transformer has no recurrent state: all it needs to
 continue a sequence is the tokens before it. So its *state is its context window*: the last
@@ -13,7 +13,7 @@ continue a sequence is the tokens before it. So its *state is its context window
   tokens of a minibatch see up to ``max_len - T`` tokens before it, as an RNN's carried
   hidden state lets it see the past. Detaching an integer tensor changes nothing: no
   gradient ever crosses a minibatch.
-- Greedy generation (``harness.trainer.predict``) feeds one token at a time with the state
+- Greedy generation (``harness.train.trainer.predict``) feeds one token at a time with the state
   the model returned, so each step attends over the prefix and what was generated so far.
 
 Positions are learned absolute embeddings numbered from the start of the window. A window
@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from harness.contracts import ModelSettings
-from harness.reproducible import reproducible_mode
+from harness.plugin.contracts import ModelSettings
+from harness.machine.determinism import reproducible_mode
 
 MAX_LEN = 128
 """Position embeddings, hence the most tokens one forward pass attends over."""

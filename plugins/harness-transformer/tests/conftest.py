@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugins import AUTOLOAD_ENV
+from harness.plugin.manager import AUTOLOAD_ENV
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.contracts import ModelSettings, detach_state
-from harness.plugins import load_registry
-from harness.reproducible import VARIABLE
-from harness.tasks import load_task, prepare
-from harness.trainer import predict, seed_everything, train
+from harness.plugin.contracts import ModelSettings, detach_state
+from harness.plugin.manager import load_registry
+from harness.machine.determinism import VARIABLE
+from harness.data.tasks import load_task, prepare
+from harness.train.trainer import predict, seed_everything, train
 from harness_transformer.model import CausalTransformer, LayerNorm, num_heads
 
 CPU = torch.device("cpu")
@@ -54,7 +54,7 @@ def test_one_token_at_a_time_with_the_state_equals_one_pass() -> None:
     X = torch.randint(0, V, (2, 25))
     whole, _ = m(X, m.begin_state(2, CPU))
     state, steps = m.begin_state(2, CPU), []
-    for t in range(25):  # as harness.trainer.predict feeds it
+    for t in range(25):  # as harness.train.trainer.predict feeds it
         logits, state = m(X[:, t: t + 1], state)
         steps.append(logits)
     torch.testing.assert_close(torch.cat(steps), whole, rtol=1e-4, atol=1e-5)
@@ -128,9 +128,9 @@ def test_its_gradients_do_not_depend_on_the_thread_count_in_reproducible_mode() 
     oneMKL's strict mode, two layers of width 256 over a (32, 35) batch."""
     code = (
         "import torch\n"
-        "from harness.reproducible import make_thread_invariant, thread_dependent_parameters\n"
+        "from harness.machine.determinism import make_thread_invariant, thread_dependent_parameters\n"
         "make_thread_invariant()\n"
-        "from harness.contracts import ModelSettings\n"
+        "from harness.plugin.contracts import ModelSettings\n"
         "from harness_transformer.model import CausalTransformer\n"
         "torch.manual_seed(0)\n"
         "m = CausalTransformer(28, ModelSettings(256, 2), torch.device('cpu'))\n"

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 import harness_transformer
 from harness.cli import main
-from harness.plugins import load_registry
+from harness.plugin.manager import load_registry
 
 
 def test_entry_point_registers_the_model_with_its_distribution() -> None:

@@ -1,0 +1,1 @@
+"""Task files, corpora and their text: from a task name to token ids."""

@@ -1,0 +1,116 @@
+"""The typed contracts between the harness and its plugins.
+
+A *model plugin* provides a :class:`ModelSpec`: a name and a factory that builds an
+``nn.Module`` obeying :class:`LanguageModel`. A *sampler plugin* provides a
+:class:`SamplerSpec`: a function that cuts a token stream into ``(X, Y)`` minibatches, and
+whether the recurrent state carries from one minibatch to the next.
+
+State is whatever a model needs to continue a sequence: ``None`` for a model without
+state, a tensor (RNN, GRU), or a tuple of tensors (LSTM). The trainer never inspects it;
+it only calls :func:`detach_state` or asks the model for a fresh one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+State = Any
+"""``None``, a tensor, or a (nested) tuple of tensors."""
+
+Batches = Iterator[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Hyper-parameters a model factory receives (the rest of the recipe is the trainer's)."""
+
+    num_hiddens: int
+    num_layers: int = 1
+    dropout: float = 0.0
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """What the trainer expects of a model (an ``nn.Module``).
+
+    ``forward(X, state)`` takes token ids ``X`` of shape ``(batch, steps)`` and returns
+    logits of shape ``(steps * batch, vocab)`` in time-major order (d2l's convention: row
+    ``t * batch + b`` predicts ``Y[b, t]``) together with the new state.
+    """
+
+    def begin_state(self, batch_size: int, device: torch.device) -> State:
+        """A fresh state for ``batch_size`` sequences (``None`` for stateless models)."""
+        ...
+
+    def __call__(self, X: Tensor, state: State) -> tuple[Tensor, State]: ...
+
+
+ModelFactory = Callable[[int, ModelSettings, torch.device], nn.Module]
+"""``factory(vocab_size, settings, device) -> model``.
+
+Settings the model does not support are refused with ``ValueError``, by the factory or by
+``forward``. A serial run calls the factory once on the ``meta`` device and runs one
+minibatch through the model there before it starts (:mod:`harness.plan.dryrun`), so the refusal
+comes before any training; with ``--jobs`` or Ray it is the combination's ``failed``
+record."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a plugin provides."""
+
+    name: str
+    factory: ModelFactory
+    description: str = ""
+
+
+SampleFn = Callable[[Sequence[int], int, int, random.Random], Batches]
+"""``batches(corpus, batch_size, num_steps, rng) -> iterator of (X, Y)``, each ``(B, T)``.
+
+The trainer passes the corpus as a 1-D int64 tensor of token ids (a sequence of ints:
+``torch.as_tensor(corpus)`` accepts it without a copy, and a list too)."""
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A minibatch sampler a plugin provides.
+
+    ``carries_state`` is the sampler's promise that row ``b`` of one minibatch continues
+    row ``b`` of the previous one, so the state may flow across (detached); otherwise the
+    trainer starts every minibatch from a fresh state.
+    """
+
+    name: str
+    batches: SampleFn
+    carries_state: bool
+    description: str = ""
+
+
+def detach_state(state: State) -> State:
+    """Cut the autograd history of a state of any shape (``None``, tensor, nested tuple)."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    raise TypeError(f"unsupported state type {type(state).__name__}")
+
+
+def next_state(
+    model: LanguageModel, state: State, carries: bool, batch_size: int, device: torch.device
+) -> State:
+    """The state to start the next minibatch from: the one rule every trainer path uses.
+
+    A fresh state when there is none yet or the sampler does not carry state; otherwise the
+    previous state detached, so gradients stay within one minibatch (truncated BPTT).
+    """
+    if state is None or not carries:
+        return model.begin_state(batch_size, device)
+    return detach_state(state)

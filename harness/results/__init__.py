@@ -1,0 +1,1 @@
+"""The run directory and everything derived from it: schema, store, checkpoints, tables, statistics, charts, report, compare."""

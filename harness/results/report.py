@@ -1,0 +1,273 @@
+"""report.md and its charts, derived from a run directory alone.
+
+``harness run`` writes the report through :func:`write_report` when it finishes, and
+``harness report RUN`` calls the same function, so a report can be regenerated at any time
+from the stored manifest, records and curves. Regenerating is idempotent: report.md and
+the PNG charts in ``plots/`` come out byte-identical (nothing in them depends on the clock
+or the machine that renders them, beyond the installed matplotlib version).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.names import record_label, safe_name
+from harness.results.plots import Bar, Curve, curves_png, throughput_png
+from harness.data.references import lookup
+from harness.results.frames import format_table, results_frame
+from harness.results.stats import SETTING_PREFIX, aggregate, group_columns
+from harness.results.store import RunStore
+from harness.results.tables import escape_markdown, format_summary, markdown_table, mean_std
+
+CURVE_POINTS = 10
+"""How many epochs of each curve the report's table shows (evenly spaced, always the last)."""
+
+PLOTS = "plots"
+"""The folder of the run directory that holds the report's charts."""
+
+THROUGHPUT_PNG = "tokens_per_sec.png"
+
+
+@dataclass
+class Report:
+    """A rendered report: the Markdown and the charts it links (file name to PNG bytes)."""
+
+    markdown: str
+    charts: dict[str, bytes] = field(default_factory=dict)
+
+
+def build_report(store: RunStore) -> Report:
+    """Render the report of ``store``: Markdown sections and their PNG charts."""
+    manifest = store.manifest()
+    records = store.records()
+    frame = results_frame(records, extra=["key"])
+    summary = aggregate(frame) if records else None
+    charts: dict[str, bytes] = {}
+    parts = [f"# Run {escape_markdown(manifest.get('run_id', store.path.name))}", ""]
+    parts += _settings(manifest)
+    parts += _results(frame, summary)
+    parts += _not_ok(records)
+    parts += _published(manifest, summary)
+    parts += _samples(records)
+    parts += _charts(store, frame, summary, charts)
+    parts += _curves(store, records)
+    return Report("\n".join(parts).rstrip() + "\n", charts)
+
+
+def render_report(store: RunStore) -> str:
+    """The Markdown report: settings and environment, results, samples, charts, curves."""
+    return build_report(store).markdown
+
+
+def write_report(store: RunStore) -> Path:
+    """Render the report and write its charts and ``report.md`` atomically."""
+    report = build_report(store)
+    store.write_files(PLOTS, report.charts)
+    return store.write_text("report.md", report.markdown)
+
+
+def _kv_table(pairs: dict[str, Any]) -> str:
+    frame = pd.DataFrame({"setting": list(pairs), "value": [str(v) for v in pairs.values()]})
+    return markdown_table(frame)
+
+
+def _settings(manifest: dict[str, Any]) -> list[str]:
+    settings = manifest.get("settings", {})
+    env = manifest.get("environment", {})
+    corpus = settings.get("corpus", {})
+    run = {
+        "status": manifest.get("status"),
+        "command": manifest.get("command", ""),
+        "task": settings.get("task"),
+        "models": ", ".join(settings.get("models", [])),
+        "samplers": ", ".join(settings.get("samplers", [])),
+        "seeds": ", ".join(str(s) for s in settings.get("seeds", [])),
+        "corpus sha1": corpus.get("sha1"),
+        "vocabulary": corpus.get("vocab_size"),
+        "train / validation tokens": f"{corpus.get('train_tokens')} / {corpus.get('valid_tokens')}",
+        **{k: v for k, v in settings.get("recipe", {}).items()},
+        **{k: f"{', '.join(map(str, v))} (--set: one group each)"
+           for k, v in (settings.get("grid") or {}).items()},
+    }
+    plugins = ", ".join(f"{p['plugin']} ({p['distribution']} {p['version']})"
+                        for p in env.get("plugins", []))
+    environment = {k: v for k, v in env.items() if k not in ("plugins", "plugin_failures")}
+    environment["plugins"] = plugins
+    return ["## Settings", "", _kv_table(run), "", "## Environment", "",
+            _kv_table(environment), ""]
+
+
+def _results(frame: pd.DataFrame, summary: pd.DataFrame | None) -> list[str]:
+    lines = ["## Results", ""]
+    if summary is None:
+        return lines + ["No combination has finished.", ""]
+    lines += [
+        "Mean ± sample standard deviation (n - 1) over the seeds whose status is `ok`; "
+        "`seeds ok` is how many of the recorded seeds are ok. Other statuses are never "
+        "averaged in: `not ok` lists them with their seeds. Perplexity is the last epoch's; "
+        "tokens/sec the median epoch after the first.",
+        "",
+        format_summary(summary),
+        "",
+        "### Per seed",
+        "",
+        format_table(frame.drop(columns="key")),
+        "",
+    ]
+    return lines
+
+
+def _not_ok(records: list[dict[str, Any]]) -> list[str]:
+    bad = [r for r in records if r.get("status") != "ok"]
+    if not bad:
+        return []
+    rows = pd.DataFrame([{"model": r.get("model"), "sampler": r.get("sampler"),
+                          **_settings_cell(r, records), "seed": r.get("seed"),
+                          "status": r.get("status"), "error": r.get("error") or ""}
+                         for r in bad])
+    rows = rows.sort_values(["model", "sampler", "seed"], kind="stable")
+    return ["## Not ok", "",
+            "Combinations that did not finish normally (tracebacks in `errors/`).", "",
+            markdown_table(rows.astype(object)), ""]
+
+
+def _published(manifest: dict[str, Any], summary: pd.DataFrame | None) -> list[str]:
+    lines = ["## Compared with d2l", ""]
+    settings = manifest.get("settings", {})
+    task = settings.get("task", "")
+    sha1 = settings.get("corpus", {}).get("sha1")
+    rows = []
+    for _, group in (summary.iterrows() if summary is not None else ()):
+        recipe = {**settings.get("recipe", {}), **_group_settings(group)}
+        published = lookup(group["model"], group["sampler"], task, sha1, recipe)
+        if published is None:
+            continue
+        mean = group["train_ppl_mean"]
+        ours = mean_std(mean, group["train_ppl_std"], 3)
+        rows.append({
+            **{k: group[k] for k in group_columns(summary)},
+            "hiddens": recipe["num_hiddens"], "layers": recipe["num_layers"], "lr": recipe["lr"],
+            "ours: train ppl": ours or "no ok seed",
+            "ours, 1 decimal": f"{mean:.1f}" if ours else "",
+            "d2l": published.text(),
+            "in range": ("yes" if published.contains(mean) else "no") if ours else "",
+            "source": published.source,
+        })
+    if not rows:
+        return lines + [
+            "d2l publishes training perplexities only for the Time Machine's first 10,000 "
+            "tokens, 500 epochs, batch 32, 35 steps, clipping 1 and its own sizes (see "
+            "`harness/published.py`); no row of this run has those settings.", ""]
+    return lines + [
+        "Training perplexity beside the number d2l publishes for the same settings (source "
+        "in `harness/published.py`). Ours is rounded to one decimal, as d2l prints it, "
+        "and is in range when it lies within d2l's range, ends included.", "",
+        markdown_table(pd.DataFrame(rows).astype(object)), ""]
+
+
+def _group_settings(group: pd.Series) -> dict[str, Any]:
+    return {k[len(SETTING_PREFIX):]: v for k, v in group.items()
+            if k.startswith(SETTING_PREFIX) and pd.notna(v)}
+
+
+def _settings_cell(record: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, str]:
+    """A ``settings`` column (``lr=0.5, num_hiddens=256``) for tables of records, when any
+    record of the run has ``--set`` settings."""
+    if not any(r.get("settings") for r in records):
+        return {}
+    return {"settings": ", ".join(f"{k}={v}" for k, v in (record.get("settings") or {}).items())}
+
+
+def _samples(records: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Samples", "", "Greedy continuations after training (text escaped).", ""]
+    rows = [
+        {"model": r["model"], "sampler": r["sampler"], **_settings_cell(r, records),
+         "seed": r["seed"], "prefix": prefix, "text": text}
+        for r in records for prefix, text in (r.get("samples") or {}).items()
+    ]
+    if not rows:
+        return lines + ["No samples.", ""]
+    frame = pd.DataFrame(rows).sort_values(["model", "sampler", "seed"], kind="stable")
+    return lines + [markdown_table(frame.astype(object)), ""]
+
+
+def _charts(store: RunStore, frame: pd.DataFrame, summary: pd.DataFrame | None,
+            charts: dict[str, bytes]) -> list[str]:
+    lines = ["## Charts", ""]
+    if summary is None:
+        return lines + ["No combination has finished.", ""]
+    keys = group_columns(summary)
+    labels = [_group_label(row, keys) for _, row in summary.iterrows()]
+    bars = []
+    for label, (_, row) in zip(labels, summary.iterrows()):
+        seeds = _members(frame, row, keys)
+        ok = seeds[seeds["status"] == "ok"]["tokens_per_sec"]
+        bars.append(Bar(label, row["tokens_per_sec_mean"], row["tokens_per_sec_std"],
+                        tuple(ok.tolist())))
+    charts[THROUGHPUT_PNG] = throughput_png("Training throughput", bars)
+    lines += ["### Tokens/sec", "", f"![tokens/sec by combination]({PLOTS}/{THROUGHPUT_PNG})",
+              "", "### Perplexity by epoch", "",
+              "Training perplexity (solid) and validation perplexity (dashed, where measured), "
+              "one colour per seed, log scale.", ""]
+    for index, (label, (_, row)) in enumerate(zip(labels, summary.iterrows()), start=1):
+        seeds = _members(frame, row, keys)
+        curves = [_curve(store, record) for _, record in seeds.iterrows()]
+        curves = [c for c in curves if c is not None]
+        lines += [f"#### {escape_markdown(label)}", ""]
+        if not curves:
+            lines += [f"No curve was recorded ({row['not_ok'] or 'no epoch finished'}).", ""]
+            continue
+        name = f"curves-{index:02d}-{safe_name(label)}.png"
+        charts[name] = curves_png(label, curves)
+        lines += [f"![perplexity by epoch, {escape_markdown(label)}]({PLOTS}/{name})", ""]
+    return lines
+
+
+def _members(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> pd.DataFrame:
+    """The per-seed rows of ``frame`` in the group of summary ``row``."""
+    mask = pd.Series(True, index=frame.index)
+    for key in keys:
+        value = row[key]
+        mask &= frame[key].isna() if pd.isna(value) else frame[key] == value
+    return frame[mask]
+
+
+def _group_label(row: pd.Series, keys: list[str]) -> str:
+    settings = [f"{k[len(SETTING_PREFIX):]}={row[k]}" for k in keys
+                if k.startswith(SETTING_PREFIX) and pd.notna(row[k])]
+    return " / ".join([str(row["model"]), str(row["sampler"]), *settings])
+
+
+def _curve(store: RunStore, record: pd.Series) -> Curve | None:
+    points = store.curve(record["key"])
+    if not points:
+        return None
+    return Curve(f"seed {record['seed']}", [p["epoch"] for p in points],
+                 [p.get("train_ppl") for p in points], [p.get("valid_ppl") for p in points])
+
+
+def _curves(store: RunStore, records: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Training curves", "",
+             "Training perplexity by epoch (validation perplexity where it was measured).", ""]
+    columns: dict[str, pd.Series] = {}
+    for record in records:
+        curve = store.curve(record["key"])
+        if not curve:
+            continue
+        frame = pd.DataFrame(curve).set_index("epoch")
+        label = escape_markdown(record_label(record))
+        columns[f"{label} train"] = frame["train_ppl"]
+        if "valid_ppl" in frame and frame["valid_ppl"].notna().any():
+            columns[f"{label} valid"] = frame["valid_ppl"]
+    if not columns:
+        return lines + ["No curves.", ""]
+    table = pd.DataFrame(columns)
+    last = int(table.index.max())
+    step = max(1, last // CURVE_POINTS)
+    shown = sorted({e for e in table.index if e == 1 or e % step == 0 or e == last})
+    shown_table = table.loc[shown].astype(object).where(table.loc[shown].notna(), None)
+    return lines + [shown_table.to_markdown(floatfmt=".3f", missingval=""), ""]

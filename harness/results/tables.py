@@ -1,0 +1,108 @@
+"""Tables as text: Markdown (with every text cell escaped), CSV or JSON.
+
+``harness run``, ``harness report`` and ``harness compare`` print their tables through
+:func:`render`, so ``--format`` means the same everywhere: ``markdown`` for people (numbers
+rounded, ``mean ± std``), ``csv`` and ``json`` for programs (full precision, one column per
+number, missing numbers empty in CSV and ``null`` in JSON).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import pandas as pd
+
+from harness.results.stats import METRICS, group_columns
+from harness.results.store import to_json
+
+FORMATS = ("markdown", "csv", "json")
+
+DIGITS = {"train_ppl": 3, "valid_ppl": 3, "tokens_per_sec": 0}
+"""Decimals shown in Markdown for each metric."""
+
+LABELS = {"train_ppl": "train ppl", "valid_ppl": "valid ppl", "tokens_per_sec": "tokens/sec"}
+"""How Markdown names each metric in a cell."""
+
+_SPECIAL = re.compile(r"([\\`|*_\[\]<>#~])")
+
+
+def escape_markdown(value: object) -> str:
+    """``value`` as text that stays literal inside a Markdown table cell.
+
+    Markdown punctuation (backslash, backtick, pipe, ``* _ [ ] < > # ~``) is
+    backslash-escaped, ``&`` becomes ``&amp;``, and line breaks become ``<br>``, so
+    generated text can neither end the cell, start a code span nor break the row.
+    """
+    text = str(value).replace("&", "&amp;")
+    text = _SPECIAL.sub(r"\\\1", text)
+    return re.sub(r"\r\n|\r|\n", "<br>", text)
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str | list[str] = "g",
+                   index: bool = False) -> str:
+    """``frame`` as a Markdown table; text cells are escaped, missing values left empty."""
+    shown = frame.copy()
+    text_columns = [i for i, c in enumerate(shown.columns)
+                    if not pd.api.types.is_numeric_dtype(shown[c])]
+    for i in range(len(shown.columns)):
+        # Object cells, so that a missing number is None (tabulate prints NaN as "nan").
+        cells = [_cell(v) if i in text_columns else _missing(v) for v in shown.iloc[:, i]]
+        shown.isetitem(i, pd.Series(cells, index=shown.index, dtype=object))
+    if shown.empty:  # header only; tabulate sees no columns, so no column indexes to give
+        return shown.to_markdown(index=index, disable_numparse=True)
+    offset = 1 if index else 0  # tabulate counts the index as a column
+    return shown.to_markdown(index=index, floatfmt=floatfmt, missingval="",
+                             disable_numparse=[i + offset for i in text_columns])
+
+
+def render(frame: pd.DataFrame, fmt: str, markdown: pd.DataFrame | None = None) -> str:
+    """``frame`` in ``fmt`` (one of :data:`FORMATS`); Markdown shows ``markdown`` instead
+    when given (a display version of the same rows)."""
+    if fmt == "csv":
+        return frame.to_csv(index=False, lineterminator="\n").rstrip("\n")
+    if fmt == "json":
+        return to_json(frame.to_dict(orient="records"), indent=2)
+    if fmt == "markdown":
+        return markdown_table(frame if markdown is None else markdown)
+    raise ValueError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
+
+
+def mean_std(mean: float, std: float, digits: int) -> str:
+    """``1.234 ± 0.012``; only the mean when the spread is undefined; '' when both are."""
+    if mean is None or math.isnan(mean):
+        return ""
+    if std is None or math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """The Markdown face of :func:`harness.results.stats.aggregate`: ``seeds ok`` as ``n_ok/n``,
+    each metric as ``mean ± std``, and the records that are not ok."""
+    keys = group_columns(summary)
+    shown = summary[keys].copy()
+    shown["seeds ok"] = [f"{ok}/{n}" for ok, n in zip(summary["n_ok"], summary["n"])]
+    for metric in METRICS:
+        shown[metric] = [mean_std(m, s, DIGITS[metric])
+                         for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_std"])]
+    shown["not ok"] = summary["not_ok"]
+    return shown.astype(object)
+
+
+def format_summary(summary: pd.DataFrame, fmt: str = "markdown") -> str:
+    """The per-group results table in ``fmt`` (what ``harness run`` and ``report`` print)."""
+    return render(summary, fmt, summary_display(summary))
+
+
+def _missing(value: object) -> object:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _cell(value: object) -> object:
+    if _missing(value) is None:
+        return None
+    if isinstance(value, Mapping):
+        value = ", ".join(f"{k}={v}" for k, v in value.items())
+    return escape_markdown(value) if isinstance(value, str) else value

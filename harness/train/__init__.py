@@ -1,0 +1,1 @@
+"""One combination: the trainer, evaluation, decoding, and the record it produces."""

@@ -1,0 +1,216 @@
+"""Run one combination from a plan and turn the outcome into a record.
+
+Whatever happens inside the model or sampler, this returns an :class:`Outcome`: a raised
+exception becomes a ``failed`` record carrying its error and traceback, so one broken
+combination never stops or loses the others. A combination whose worker process died or
+ran past its time gets its record from :func:`lost_outcome`, made by the executor.
+
+Statuses: ``ok``; ``failed`` (the model or sampler raised); ``diverged`` (non-finite
+loss); ``crashed`` (the process running it died); ``timeout`` (it ran past ``--timeout``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback as tb
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import torch
+
+from harness.results.checkpoints import encode_weights
+from harness.machine.device import available_cores
+from harness.plan.plan import Combination, Plan
+from harness.plugin.registry import Registry
+from harness.machine.determinism import reproducible_mode, thread_dependent_parameters, warm_up_math
+from harness.train.trainer import seed_everything, train
+
+STATUSES = ("ok", "failed", "diverged", "crashed", "timeout")
+
+
+@dataclass
+class Outcome:
+    """A finished combination: its record, its per-epoch curve, a traceback if it failed,
+    and its trained weights (``torch.save`` bytes) when checkpoints were asked for."""
+
+    record: dict[str, Any]
+    curve: list[dict[str, Any]]
+    traceback: str | None = None
+    checkpoint: bytes | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def base_record(combo: Combination) -> dict[str, Any]:
+    """The fields every record starts with: its key, the combination (with its
+    ``settings`` mapping), the start time."""
+    return {"key": combo.key, **combo.to_dict(), "started": _now()}
+
+
+def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: bool,
+                    save_checkpoint: bool = False,
+                    take_lent_threads: Callable[[], None] | None = None) -> Outcome:
+    """Train ``combo`` from its own seed (so results never depend on the order of work),
+    with its own recipe (the run's, changed by its settings). The record's
+    ``torch_threads`` is the thread count of its first epoch; its curve gives each epoch's.
+
+    ``take_lent_threads``, called before every epoch (:func:`harness.train.trainer.train`), lets
+    an executor's worker take up cores that others left idle (:mod:`harness.execute.processes`).
+    In ``--reproducible`` mode, and whenever threads may be lent, the model is checked
+    first (:func:`check_threads`): one whose numbers follow the thread count is lent none,
+    and its record and a warning say so.
+    """
+    record = base_record(combo)
+    started = time.perf_counter()
+    recipe = plan.recipe_for(combo)
+    settings = recipe.model_settings()
+    try:
+        if reproducible_mode() or take_lent_threads is not None:
+            if check_threads(plan, combo, registry, record, lent=take_lent_threads is not None):
+                take_lent_threads = None
+        warm_up_math(plan.device)
+        rng = seed_everything(combo.seed)
+        sampler = registry.sampler(combo.sampler)
+        model = build_model(plan, combo, registry)
+        result = train(
+            model, sampler, plan.dataset, recipe, plan.device, rng,
+            prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
+            label=combo.label, quiet=quiet, between_epochs=take_lent_threads,
+        )
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's failure is recorded
+        record.update(status="failed", error=f"{type(error).__name__}: {error}",
+                      wall_seconds=time.perf_counter() - started, finished=_now())
+        return Outcome(record, [], tb.format_exc())
+    record.update(
+        status=result.status,
+        train_ppl=result.train_ppl,
+        valid_ppl=result.valid_ppl,
+        tokens_per_sec=result.tokens_per_sec,
+        wall_seconds=time.perf_counter() - started,
+        train_seconds=result.train_seconds,
+        num_params=result.num_params,
+        carries_state=sampler.carries_state,
+        model_settings=asdict(settings),
+        torch_threads=result.curve[0].threads if result.curve else torch.get_num_threads(),
+        samples=result.samples,
+        error=result.error,
+        finished=_now(),
+    )
+    curve = [asdict(point) for point in result.curve]
+    try:
+        weights = encode_weights(model) if save_checkpoint and result.status == "ok" else None
+    except Exception as error:  # noqa: BLE001 - its failure, not the run's: the run goes on
+        # failed, like any combination that did not give what was asked of it: no numbers
+        # in the record (only ok rows have them), the curve kept as trained
+        record.update(status="failed", train_ppl=None, valid_ppl=None, tokens_per_sec=None,
+                      error=f"trained, but saving its checkpoint failed: "
+                            f"{type(error).__name__}: {error}")
+        return Outcome(record, curve, tb.format_exc())
+    return Outcome(record, curve, checkpoint=weights)
+
+
+def build_model(plan: Plan, combo: Combination, registry: Registry) -> torch.nn.Module:
+    """``combo``'s model, new, with its settings, on the plan's device."""
+    return registry.model(combo.model).factory(len(plan.dataset.vocab),
+                                               plan.recipe_for(combo).model_settings(),
+                                               plan.device)
+
+
+def thread_dependence(plan: Plan, combo: Combination, registry: Registry,
+                      threads: int) -> list[str]:
+    """The parameters of ``combo``'s model whose gradient over one minibatch of the plan's
+    shape and precision differs between 1 and ``threads`` threads
+    (:func:`harness.machine.determinism.thread_dependent_parameters`); empty off the CPU, whose
+    threads are what it is about. It seeds torch, so call it before the combination's
+    own seeding."""
+    if plan.device.type != "cpu":
+        return []
+    recipe = plan.recipe_for(combo)
+    vocab_size = len(plan.dataset.vocab)
+    torch.manual_seed(combo.seed)
+    model = build_model(plan, combo, registry)
+    generator = torch.Generator().manual_seed(combo.seed)
+    X, Y = (torch.randint(0, vocab_size, (recipe.batch_size, recipe.num_steps),
+                          generator=generator) for _ in range(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
+        return thread_dependent_parameters(model, X, Y, threads)
+
+
+def check_threads(plan: Plan, combo: Combination, registry: Registry, record: dict[str, Any],
+                  lent: bool) -> bool:
+    """Whether ``combo``'s model trains to other numbers on another thread count, checked
+    between 1 thread and every core this process may use (at least 2). If so, the record's
+    ``thread_dependent_parameters`` names the parameters and a warning goes to stderr
+    (``lent``: the combination was to be lent threads, and is not). A model that fails the
+    check is not flagged: its training, which comes next, reports the failure."""
+    try:
+        found = thread_dependence(plan, combo, registry, max(2, available_cores()))
+    except Exception:  # noqa: BLE001 - the run itself will tell
+        return False
+    if found:
+        record["thread_dependent_parameters"] = found
+        mode = " even in --reproducible mode" if reproducible_mode() else ""
+        print(f"harness: warning: {combo.label}: the gradients of {', '.join(found)} depend "
+              f"on the thread count{mode}, so its numbers may differ from a run on another "
+              f"number of threads{'; it is lent no cores' if lent else ''}", file=sys.stderr)
+    return bool(found)
+
+
+def lost_outcome(combo: Combination, status: str, error: str, wall_seconds: float) -> Outcome:
+    """The record of a combination that never reported back: its process ``crashed``, or
+    was killed at its ``timeout``, ``wall_seconds`` after it started. The error doubles as
+    its errors/ file."""
+    record = base_record(combo)
+    finished = datetime.now(timezone.utc)
+    started = finished - timedelta(seconds=wall_seconds)
+    record.update(status=status, error=error, wall_seconds=wall_seconds,
+                  started=started.isoformat(timespec="seconds"),
+                  finished=finished.isoformat(timespec="seconds"))
+    return Outcome(record, [], f"{combo.label}: {error}\n")
+
+
+@dataclass
+class Job:
+    """Everything needed to run any combination of one plan, as a picklable callable.
+
+    An executor calls ``job(combo)`` here, or sends the job to another process and calls
+    it there: unpickled, it loads the plugins again through ``loader`` (the registry
+    itself, holding plugin code, never travels).
+    """
+
+    plan: Plan
+    loader: Callable[[], Registry] | None
+    """Picklable; normally the registry's own ``loader``."""
+    quiet: bool = False
+    save_checkpoints: bool = False
+    registry: Registry | None = field(default=None, repr=False, compare=False)
+    take_lent_threads: Callable[[], None] | None = field(default=None, repr=False,
+                                                         compare=False)
+    """See :func:`run_combination`; set where the job runs, never sent with it."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "registry": None, "take_lent_threads": None}
+
+    def quietly(self) -> Job:
+        """The same job without progress bars (for workers sharing one terminal)."""
+        return replace(self, quiet=True)
+
+    def prepare(self) -> Registry:
+        """Load the plugins now if not yet (a worker does this before it is timed)."""
+        if self.registry is None:
+            if self.loader is None:
+                raise RuntimeError("a Job needs a registry or a loader")
+            self.registry = self.loader()
+            # A fresh process: torch imports torch._dynamo on the first optimizer it builds
+            # (seconds). Pay that here, so no --timeout or first-epoch timing includes it.
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        return self.registry
+
+    def __call__(self, combo: Combination) -> Outcome:
+        return run_combination(self.plan, combo, self.prepare(), self.quiet,
+                               self.save_checkpoints, self.take_lent_threads)

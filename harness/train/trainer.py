@@ -1,0 +1,202 @@
+"""Train one (model, sampler) combination: the seed's ``train_ch8`` loop, measured.
+
+Semantics are d2l's: mean cross-entropy over the minibatch, plain SGD, global-norm
+gradient clipping, perplexity = exp(mean loss per token) over an epoch, greedy samples.
+The trainer knows models and samplers only through :mod:`harness.plugin.contracts`: the sampler
+says whether state carries, the model makes and owns its state, and :func:`next_state` is
+the one place that resets or detaches it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from harness.plugin.contracts import LanguageModel, SamplerSpec, next_state
+from harness.machine.device import synchronize
+from harness.train.decoding import complete
+from harness.plan.recipe import Recipe
+from harness.data.tasks import Dataset
+
+
+@dataclass
+class EpochStats:
+    """One point of the training curve. ``threads``: torch's intra-op threads during the
+    epoch, which its tokens/sec was measured with (a ``--jobs`` worker may be given more
+    as the grid's other workers finish; see :mod:`harness.execute.processes`)."""
+
+    epoch: int
+    train_ppl: float
+    tokens_per_sec: float
+    valid_ppl: float | None = None
+    threads: int | None = None
+
+
+@dataclass
+class TrainResult:
+    """What training one combination produced. ``status`` is ``ok`` or ``diverged``."""
+
+    status: str
+    train_ppl: float | None
+    valid_ppl: float | None
+    tokens_per_sec: float | None
+    train_seconds: float
+    num_params: int
+    samples: dict[str, str] = field(default_factory=dict)
+    curve: list[EpochStats] = field(default_factory=list)
+    error: str | None = None
+
+
+MAX_LOSS = math.log(sys.float_info.max)
+"""The largest mean loss whose perplexity ``exp(loss)`` is a finite float (about 709.8).
+A loss above it is divergence as surely as a NaN: the perplexity is infinite."""
+
+
+def perplexity(mean_loss: float) -> float:
+    """``exp(mean_loss)``, infinite (not an OverflowError) when the loss is too large."""
+    return math.exp(mean_loss) if mean_loss <= MAX_LOSS else math.inf
+
+
+def seed_everything(seed: int) -> random.Random:
+    """Seed torch and Python's ``random``; return the generator the sampler draws from."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return random.Random(seed)
+
+
+def clip_gradients(params: Iterable[Tensor], theta: float) -> None:
+    """d2l's ``grad_clipping``: scale all gradients by ``min(1, theta / ||g||)``, where
+    ``||g||`` is the norm of all gradients together. Two fused (foreach) kernels and no
+    host sync, where the seed runs two ops per parameter and reads the norm on the host."""
+    grads = [p.grad for p in params if p.grad is not None]
+    # the foreach kernels torch's own clip_grad_norm_ uses, without its per-call bookkeeping
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (theta / norm).clamp_(max=1.0))
+
+
+def steady_rate(rates: list[float]) -> float:
+    """Steady-state tokens/sec: the median epoch after the first (warm-up) epoch."""
+    return statistics.median(rates[1:] if len(rates) > 1 else rates)
+
+
+def evaluation_batches(tokens: list[int], batch_size: int, num_steps: int):
+    """Sequential partitioning from offset 0: deterministic, every token scored once."""
+    n = ((len(tokens) - 1) // batch_size) * batch_size
+    Xs = torch.tensor(tokens[:n]).reshape(batch_size, -1)
+    Ys = torch.tensor(tokens[1: n + 1]).reshape(batch_size, -1)
+    for i in range(0, (Xs.shape[1] // num_steps) * num_steps, num_steps):
+        yield Xs[:, i: i + num_steps], Ys[:, i: i + num_steps]
+
+
+@torch.no_grad()
+def evaluate(
+    model: LanguageModel, tokens: list[int], recipe: Recipe, carries: bool, device: torch.device
+) -> float:
+    """Perplexity on held-out ``tokens``, with the same state rule as training."""
+    model.eval()
+    state, loss_sum, count = None, 0.0, 0
+    for X, Y in evaluation_batches(tokens, recipe.batch_size, recipe.num_steps):
+        state = next_state(model, state, carries, X.shape[0], device)
+        y = Y.T.reshape(-1).to(device)
+        logits, state = model(X.to(device), state)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        count += y.numel()
+    model.train()
+    return perplexity(loss_sum / count)
+
+
+def predict(model: LanguageModel, prefix: str, num_preds: int, data: Dataset,
+            device: torch.device) -> str:
+    """d2l's ``predict_ch8``: warm the state up on ``prefix``, then ``num_preds`` greedy
+    steps, each fed the previous output."""
+    return complete(model, prefix, num_preds, data.vocab, data.tokenizer, data.separator,
+                    device)
+
+
+def train(
+    model: nn.Module,
+    sampler: SamplerSpec,
+    data: Dataset,
+    recipe: Recipe,
+    device: torch.device,
+    rng: random.Random,
+    *,
+    prefixes: tuple[str, ...] = ("time traveller", "traveller"),
+    num_preds: int = 50,
+    label: str = "",
+    quiet: bool = False,
+    between_epochs: Callable[[], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``recipe.epochs`` epochs and measure it.
+
+    A non-finite loss, or one too large for its perplexity to be a finite number, stops
+    training at that step with status ``diverged``. ``between_epochs`` is called before
+    each epoch, outside its timing (an executor's worker uses it to take up cores that
+    other workers left).
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    num_params = sum(p.numel() for p in params)
+    curve: list[EpochStats] = []
+    rates: list[float] = []
+    started = time.perf_counter()
+    bar = tqdm(range(recipe.epochs), desc=label, file=sys.stderr, leave=False,
+               disable=True if quiet else None, dynamic_ncols=True)
+    model.train()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=recipe.precision == "bf16")
+    tokens = torch.as_tensor(data.train)  # once, not per epoch
+    for epoch in bar:
+        if between_epochs is not None:
+            between_epochs()
+        state, loss_sum, count = None, 0.0, 0
+        synchronize(device)
+        tick = time.perf_counter()
+        batches = sampler.batches(tokens, recipe.batch_size, recipe.num_steps, rng)
+        for step, (X, Y) in enumerate(batches, 1):
+            state = next_state(model, state, sampler.carries_state, X.shape[0], device)
+            y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits
+            with autocast:
+                logits, state = model(X.to(device), state)
+            loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(params, recipe.clip)
+            optimizer.step()
+            value = loss.item()
+            if not value <= MAX_LOSS:  # NaN, inf, or an infinite perplexity
+                bar.close()
+                return TrainResult(
+                    "diverged", None, None, None, time.perf_counter() - started, num_params,
+                    curve=curve,
+                    error=f"non-finite loss ({value:g}) at step {step} of epoch {epoch + 1}"
+                    if not math.isfinite(value) else
+                    f"loss {value:g} at step {step} of epoch {epoch + 1}: perplexity overflows",
+                )
+            loss_sum += value * y.numel()
+            count += y.numel()
+        synchronize(device)
+        rates.append(count / (time.perf_counter() - tick))
+        point = EpochStats(epoch + 1, perplexity(loss_sum / count), rates[-1],
+                           threads=torch.get_num_threads())
+        last = epoch + 1 == recipe.epochs
+        if data.valid and (last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0)):
+            point.valid_ppl = evaluate(model, data.valid, recipe, sampler.carries_state, device)
+        curve.append(point)
+        bar.set_postfix(ppl=f"{point.train_ppl:.2f}", refresh=False)
+    bar.close()
+    samples = {p: predict(model, p, num_preds, data, device) for p in prefixes}
+    return TrainResult(
+        "ok", curve[-1].train_ppl, curve[-1].valid_ppl, steady_rate(rates),
+        time.perf_counter() - started, num_params, samples, curve,
+    )

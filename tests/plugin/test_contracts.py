@@ -1,0 +1,33 @@
+import torch
+
+from harness.plugin.contracts import detach_state, next_state
+
+
+class Model:
+    def __init__(self):
+        self.calls = 0
+
+    def begin_state(self, batch_size, device):
+        self.calls += 1
+        return (torch.zeros(batch_size, 3), torch.zeros(batch_size, 3))
+
+
+def test_detach_handles_none_tensor_and_nested_tuples() -> None:
+    w = torch.ones(2, requires_grad=True)
+    assert detach_state(None) is None
+    assert not detach_state(w * 2).requires_grad
+    h, (c, d) = detach_state((w * 2, (w * 3, w * 4)))
+    assert not (h.requires_grad or c.requires_grad or d.requires_grad)
+    assert torch.equal(c, torch.full((2,), 3.0))
+
+
+def test_next_state_resets_or_carries() -> None:
+    model = Model()
+    w = torch.ones(2, 3, requires_grad=True)
+    first = next_state(model, None, True, 2, torch.device("cpu"))
+    assert model.calls == 1 and first[0].shape == (2, 3)
+    carried = next_state(model, (w * 5, w * 6), True, 2, torch.device("cpu"))
+    assert model.calls == 1
+    assert torch.equal(carried[0], torch.full((2, 3), 5.0)) and not carried[1].requires_grad
+    reset = next_state(model, (w * 5, w * 6), False, 2, torch.device("cpu"))
+    assert model.calls == 2 and torch.equal(reset[0], torch.zeros(2, 3))

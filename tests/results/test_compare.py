@@ -1,0 +1,221 @@
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.run.driver import run
+from harness.cli import main
+from harness.results.compare import IncomparableRuns, compare_runs, format_comparison
+from harness.errors import ConfigError
+from harness.results.store import RunStore
+
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def runs(module_small_task: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three small real runs: A and B share a recipe and one sampler; C has another lr."""
+    out = tmp_path_factory.mktemp("runs")
+    common = dict(models=["scratch"], seeds=SEEDS, task=str(module_small_task), output_dir=out,
+                  quiet=True, epochs=2, max_tokens=400, valid_tokens=200)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster on a busy machine
+    try:
+        return {
+            "A": run(samplers=["sequential", "random"], **common).path,
+            "B": run(samplers=["sequential", "sequential-reset"], **common).path,
+            "C": run(samplers=["sequential"], lr=2.0, **common).path,
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def rows(table, **where):
+    mask = math.prod(table[k] == v for k, v in where.items())
+    return table[mask.astype(bool)].to_dict(orient="records")
+
+
+def test_shared_combinations_are_aligned_and_tested(runs: dict[str, Path]) -> None:
+    comparison = compare_runs([runs["A"], runs["B"]])
+    assert not comparison.differences
+    (train,) = rows(comparison.table, sampler="sequential", metric="train_ppl")
+    # Same recipe and seeds: training is deterministic on CPU, so the numbers agree.
+    assert train["n_ok"] == train["baseline_n_ok"] == 3
+    assert train["change"] == pytest.approx(0.0) and train["p_value"] == pytest.approx(1.0)
+    assert train["verdict"] == "not significant"
+    (speed,) = rows(comparison.table, sampler="sequential", metric="tokens_per_sec")
+    assert speed["change_kind"] == "ratio"
+    assert speed["change"] == pytest.approx(speed["mean"] / speed["baseline_mean"])
+    assert 0 <= speed["p_value"] <= 1
+
+
+def test_a_missing_combination_shows_as_missing(runs: dict[str, Path]) -> None:
+    table = compare_runs([runs["A"], runs["B"]]).table
+    assert {r["verdict"] for r in rows(table, sampler="random")} == {"missing in B"}
+    assert {r["verdict"] for r in rows(table, sampler="sequential-reset")} == {"missing in A"}
+    text = format_comparison(compare_runs([runs["A"], runs["B"]]))
+    assert "| missing " in text and "missing in A" in text
+
+
+def test_runs_with_another_recipe_are_refused(runs: dict[str, Path]) -> None:
+    with pytest.raises(IncomparableRuns, match=r"recipe\.lr \(A 1\.0, B 2\.0\).*--force"):
+        compare_runs([runs["A"], runs["C"]])
+
+
+def test_a_forced_comparison_says_so(runs: dict[str, Path]) -> None:
+    comparison = compare_runs([runs["A"], runs["C"]], force=True)
+    assert comparison.differences == ("recipe.lr (A 1.0, B 2.0)",)
+    assert "Forced comparison" in format_comparison(comparison)
+    assert "recipe.lr (A 1.0, B 2.0)" in format_comparison(comparison)
+    parsed = list(csv.DictReader(io.StringIO(format_comparison(comparison, "csv"))))
+    assert {r["forced_differences"] for r in parsed} == {"recipe.lr (A 1.0, B 2.0)"}
+    data = json.loads(format_comparison(comparison, "json"))
+    assert data["forced"] is True and data["differences"] == ["recipe.lr (A 1.0, B 2.0)"]
+
+
+def test_cli_refuses_in_one_line_with_exit_2_and_forces_on_request(runs: dict[str, Path]) -> None:
+    runner = CliRunner()
+    refused = runner.invoke(main, ["compare", str(runs["A"]), str(runs["C"])])
+    assert refused.exit_code == 2
+    assert len(refused.output.strip().splitlines()) == 1 and "recipe.lr" in refused.output
+    forced = runner.invoke(main, ["compare", str(runs["A"]), str(runs["C"]), "--force",
+                                  "--format", "json"])
+    assert forced.exit_code == 0
+    assert json.loads(forced.stdout)["forced"] is True
+
+
+def test_three_runs_compare_each_with_the_first(runs: dict[str, Path]) -> None:
+    comparison = compare_runs([runs["A"], runs["B"], runs["C"]], force=True)
+    assert set(comparison.table["run"]) == {"B", "C"}
+    text = format_comparison(comparison)
+    assert "**C**" in text and "| run " in text
+
+
+def make_store(root: Path, values: dict[tuple, list[tuple[str, float, float]]],
+               recipe: dict | None = None, grid: dict | None = None) -> Path:
+    store = RunStore.create(root, {"status": "complete", "settings": {
+        "task": "t", "recipe": recipe or {"lr": 1.0}, "corpus": {"sha1": "abc"},
+        "grid": grid or {}}})
+    for (model, sampler, *setting), seeds in values.items():
+        for seed, (status, ppl, speed) in enumerate(seeds):
+            record = {"key": f"{model}-{sampler}-{setting}-{seed}", "model": model,
+                      "sampler": sampler, "seed": seed, "status": status,
+                      "train_ppl": ppl, "valid_ppl": None, "tokens_per_sec": speed}
+            if setting:
+                record["settings"] = {"num_hiddens": setting[0]}
+            store.append_record(record)
+    return store.path
+
+
+def test_verdicts_follow_welch_test_and_the_direction_of_better(tmp_path: Path) -> None:
+    a = make_store(tmp_path, {("m", "s"): [("ok", 1.0, 100), ("ok", 1.1, 110), ("ok", 1.2, 90)],
+                              ("m", "two"): [("ok", 1.0, 1), ("ok", 1.1, 1)],
+                              ("m", "bad"): [("ok", 1.0, 1), ("ok", 1.1, 1), ("ok", 1.2, 1)]})
+    b = make_store(tmp_path, {("m", "s"): [("ok", 2.0, 300), ("ok", 2.1, 310), ("ok", 2.2, 290)],
+                              ("m", "two"): [("ok", 5.0, 1), ("ok", 5.1, 1)],
+                              ("m", "bad"): [("failed", None, None), ("diverged", None, None)]})
+    table = compare_runs([a, b]).table
+    (ppl,) = rows(table, sampler="s", metric="train_ppl")
+    assert ppl["change"] == pytest.approx(1.0) and ppl["p_value"] < 0.01
+    assert ppl["verdict"] == "significant: worse"
+    (speed,) = rows(table, sampler="s", metric="tokens_per_sec")
+    assert speed["change"] == pytest.approx(3.0) and speed["verdict"] == "significant: better"
+    (valid,) = rows(table, sampler="s", metric="valid_ppl")
+    assert valid["verdict"] == "not measured"
+    (two,) = rows(table, sampler="two", metric="train_ppl")
+    assert two["change"] == pytest.approx(4.0) and math.isnan(two["p_value"])
+    assert two["verdict"] == "not tested: fewer than 3 seeds"
+    (bad,) = rows(table, sampler="bad", metric="train_ppl")
+    assert bad["verdict"] == "no ok seed" and bad["not_ok"] == "diverged: 1; failed: 0"
+    assert "no ok seed (0/2): diverged: 1; failed: 0" in format_comparison(compare_runs([a, b]))
+    strict = compare_runs([a, b], alpha=1e-9).table
+    assert rows(strict, sampler="s", metric="train_ppl")[0]["verdict"] == "not significant"
+
+
+def test_per_record_settings_are_part_of_the_alignment(tmp_path: Path) -> None:
+    a = make_store(tmp_path, {("m", "s", 256): [("ok", 1.0, 1)], ("m", "s", 512): [("ok", 2.0, 1)]})
+    b = make_store(tmp_path, {("m", "s", 512): [("ok", 2.5, 1)]})
+    table = compare_runs([a, b]).table
+    by_size = {r["setting.num_hiddens"]: r for r in rows(table, metric="train_ppl")}
+    assert by_size[512]["change"] == pytest.approx(0.5)
+    assert by_size[256]["verdict"] == "missing in B"
+
+
+def test_corpus_differences_are_listed(tmp_path: Path) -> None:
+    a = make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]})
+    b = make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}, recipe={"lr": 1.0})
+    other = RunStore.open(b)
+    manifest = other.manifest()
+    manifest["settings"]["corpus"]["sha1"] = "def"
+    manifest["settings"]["task"] = "u"
+    other.write_manifest(manifest)
+    with pytest.raises(IncomparableRuns) as error:
+        compare_runs([a, b])
+    message = str(error.value)
+    assert "corpus.sha1 (A abc, B def)" in message and "task (A t, B u)" in message
+
+
+def test_bad_input_is_a_config_error(tmp_path: Path) -> None:
+    a = make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]})
+    with pytest.raises(ConfigError, match="at least two"):
+        compare_runs([a])
+    with pytest.raises(ConfigError, match="not a run directory"):
+        compare_runs([a, tmp_path / "nope"])
+    with pytest.raises(ConfigError, match="alpha"):
+        compare_runs([a, a], alpha=1.5)
+    result = CliRunner().invoke(main, ["compare", str(a), str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "not a run directory" in result.output
+
+
+def test_precision_is_an_execution_choice_not_a_refusal(tmp_path: Path) -> None:
+    a = make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}, recipe={"lr": 1.0,
+                                                                   "precision": "fp32"})
+    b = make_store(tmp_path, {("m", "s"): [("ok", 1.1, 1)]}, recipe={"lr": 1.0,
+                                                                   "precision": "bf16"})
+    assert compare_runs([a, b]).differences == ()
+    c = make_store(tmp_path, {("m", "s"): [("ok", 1.1, 1)]}, recipe={"lr": 2.0,
+                                                                   "precision": "bf16"})
+    with pytest.raises(IncomparableRuns, match="recipe.lr"):
+        compare_runs([a, c])
+
+
+def test_recipe_fields_a_grid_varies_need_not_agree() -> None:
+    from harness.results.compare import comparable_settings
+
+    manifest = {"settings": {"task": "t", "recipe": {"lr": 1.0, "epochs": 5},
+                             "grid": {"lr": [0.5, 2.0]}}}
+    flat = comparable_settings(manifest)
+    assert "recipe.lr" not in flat and flat["recipe.epochs"] == 5
+    assert "recipe.lr" in comparable_settings({"settings": {"recipe": {"lr": 1.0}}})
+
+
+def test_a_plain_run_pairs_with_the_grid_point_of_its_own_recipe(tmp_path: Path) -> None:
+    plain = make_store(tmp_path, {("m", "s"): [("ok", 2.0, 1)] * 3},
+                       recipe={"lr": 1.0, "num_hiddens": 16})
+    grid = make_store(tmp_path, {("m", "s", 8): [("ok", 3.0, 1)] * 3,
+                                 ("m", "s", 16): [("ok", 2.5, 1)] * 3},
+                      recipe={"lr": 1.0, "num_hiddens": 512}, grid={"num_hiddens": [8, 16]})
+    for runs, side in (([plain, grid], "baseline_mean"), ([grid, plain], "mean")):
+        comparison = compare_runs(runs)
+        assert comparison.differences == ()  # the grid's field is a group, not a refusal
+        table = comparison.table[comparison.table.metric == "train_ppl"]
+        by_point = dict(zip(table["setting.num_hiddens"], table["verdict"]))
+        assert by_point[16] != "missing in A" and by_point[16] != "missing in B"
+        (paired,) = rows(table, **{"setting.num_hiddens": 16})
+        assert paired[side] == 2.0 and abs(paired["change"]) == pytest.approx(0.5)
+        assert by_point[8].startswith("missing in")  # the plain run has no 8-unit model
+
+
+def test_a_run_from_before_a_recipe_field_existed_pairs_at_its_default(tmp_path: Path) -> None:
+    old = make_store(tmp_path, {("m", "s"): [("ok", 2.0, 1)]}, recipe={"lr": 1.0})
+    grid = make_store(tmp_path, {("m", "s", 512): [("ok", 2.5, 1)],
+                                 ("m", "s", 16): [("ok", 3.0, 1)]},
+                      recipe={"lr": 1.0}, grid={"num_hiddens": [16, 512]})
+    table = compare_runs([old, grid]).table
+    (paired,) = rows(table, metric="train_ppl", **{"setting.num_hiddens": 512})
+    assert paired["baseline_mean"] == 2.0 and paired["mean"] == 2.5  # 512: the default

@@ -1,0 +1,123 @@
+"""Running one combination: the thread check that comes before lending or --reproducible.
+The models are the slow fake plugin's: ``slow-scratch`` (clean at the small task's shapes)
+and ``slow-threaded`` (its output weights' gradient scaled by the thread count)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.plan.plan import make_plan
+from harness.plugin.manager import load_registry
+from harness.machine.determinism import VARIABLE
+from harness.train.combination import lost_outcome, run_combination
+from harness.results.store import RunStore
+
+from fake_plugins import SLOW_SCRATCH, make_distribution
+
+
+@pytest.fixture
+def slow_registry(site: Path):
+    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0))
+    return load_registry(autoload=True)
+
+
+def train(registry, task: Path, model: str, lend: bool) -> tuple[dict, list[int]]:
+    """One combination of ``model`` for 2 epochs; the record, and the thread counts a
+    worker would have been offered lent cores at (empty when it was offered none)."""
+    plan = make_plan(registry, [model], ["sequential"], [0], str(task), device="cpu",
+                     overrides={"epochs": 2})
+    offers: list[int] = []
+    outcome = run_combination(plan, plan.combinations[0], registry, quiet=True,
+                              take_lent_threads=(lambda: offers.append(1)) if lend else None)
+    assert outcome.record["status"] == "ok", outcome.traceback
+    return outcome.record, offers
+
+
+@pytest.mark.parametrize("model, lent", [("slow-scratch", True), ("slow-threaded", False)])
+def test_a_combination_is_lent_threads_only_if_its_model_passes_the_check(
+        model: str, lent: bool, slow_registry, small_task: Path, monkeypatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(VARIABLE, raising=False)
+    record, offers = train(slow_registry, small_task, model, lend=True)
+    assert offers == ([1, 1] if lent else [])  # before each of the 2 epochs, or never
+    warning = capsys.readouterr().err
+    if lent:
+        assert "thread_dependent_parameters" not in record and "warning" not in warning
+    else:
+        assert record["thread_dependent_parameters"] == ["W_hq"]
+        assert "W_hq depend on the thread count" in warning and "lent no cores" in warning
+
+
+def test_reproducible_mode_checks_every_combination_lent_or_not(
+        slow_registry, small_task: Path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(VARIABLE, "AUTO,STRICT")  # as harness run --reproducible sets it
+    threaded, _ = train(slow_registry, small_task, "slow-threaded", lend=False)
+    clean, _ = train(slow_registry, small_task, "slow-scratch", lend=False)
+    assert threaded["thread_dependent_parameters"] == ["W_hq"]
+    assert "thread_dependent_parameters" not in clean
+    warning = capsys.readouterr().err
+    assert "even in --reproducible mode" in warning and "lent" not in warning
+    monkeypatch.delenv(VARIABLE)
+    unchecked, _ = train(slow_registry, small_task, "slow-threaded", lend=False)
+    assert "thread_dependent_parameters" not in unchecked  # the default mode promises none
+
+
+def test_the_check_leaves_the_combinations_numbers_as_they_were(
+        slow_registry, small_task: Path, monkeypatch) -> None:
+    monkeypatch.delenv(VARIABLE, raising=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the check runs on 2 and must give the 1 back
+        checked, offers = train(slow_registry, small_task, "slow-scratch", lend=True)
+        plain, _ = train(slow_registry, small_task, "slow-scratch", lend=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert offers == [1, 1]
+    for field in ("train_ppl", "valid_ppl", "samples", "torch_threads"):
+        assert checked[field] == plain[field]
+
+
+def test_a_checkpoint_that_cannot_be_saved_fails_its_combination_not_the_run(
+        small_task: Path, tmp_path: Path) -> None:
+    import threading
+
+    from harness import hookimpl
+    from harness.run.driver import run
+    from harness_builtins.rnn import build_scratch
+
+    class Unsaveable:
+        @hookimpl
+        def register_models(self, register):
+            def factory(vocab, settings, device):
+                model = build_scratch(vocab, settings, device)
+                lock = threading.Lock()  # extra state torch.save cannot pickle
+                model.__class__ = type("Unsaveable", (type(model),), {
+                    "get_extra_state": lambda self: {"lock": lock},
+                    "set_extra_state": lambda self, state: None})
+                return model
+            from harness.plugin.contracts import ModelSpec
+            register(ModelSpec("unsaveable", factory))
+
+    result = run(models=["unsaveable", "scratch"], samplers=["sequential"],
+                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=1,
+                 save_checkpoints=True, device="cpu",
+                 registry=load_registry(autoload=False, extra=[Unsaveable()]))
+    records = {r["model"]: r for r in RunStore.open(result.path).records()}
+    assert records["scratch"]["status"] == "ok" and records["scratch"]["checkpoint"]
+    broken = records["unsaveable"]
+    assert broken["status"] == "failed" and "saving its checkpoint failed" in broken["error"]
+    assert broken["train_ppl"] is None  # as for every failed combination
+    assert len(RunStore.open(result.path).curve(broken["key"])) == 1  # its one epoch
+    assert result.status == "partial"
+
+
+
+def test_a_lost_combination_started_when_its_time_began(small_task: Path) -> None:
+    from datetime import datetime
+
+    plan = make_plan(load_registry(), ["scratch"], ["sequential"], [0], str(small_task))
+    record = lost_outcome(plan.combinations[0], "timeout", "ran too long", 90.0).record
+    started, finished = (datetime.fromisoformat(record[k]) for k in ("started", "finished"))
+    assert (finished - started).total_seconds() == pytest.approx(90.0, abs=1.0)

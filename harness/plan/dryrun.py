@@ -55,7 +55,7 @@ def check_models(plan: Plan, registry: Registry) -> None:
         for name in dict.fromkeys(c.model for c in plan.combinations if c.settings == point):
             try:
                 check_model(registry.model(name), len(plan.dataset.vocab),
-                            recipe.model_settings(), recipe.batch_size, recipe.num_steps)
+                            recipe.model_settings(reproducible=plan.reproducible), recipe.batch_size, recipe.num_steps)
             except ConfigError as error:
                 raise ConfigError(f"--set {describe_point(point)}: {error}" if point
                                   else str(error)) from None

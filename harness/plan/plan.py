@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from harness.machine.determinism import reproducible_mode
 from harness.machine.device import resolve_device
 from harness.errors import ConfigError
 from harness.plan.grid import Point, Value, describe_point, grid_points, normalize_grid
@@ -73,6 +74,9 @@ class Plan:
     grid: dict[str, tuple[Value, ...]] = field(default_factory=dict)
     """The ``--set`` grid: recipe field -> values; each combination's ``settings`` is a
     point of it, overriding ``recipe`` (which holds the rest)."""
+    reproducible: bool = False
+    """Whether the run asked for thread-count-independent numbers (``--reproducible``);
+    models learn it through their settings."""
 
     def recipe_for(self, combo: Combination) -> Recipe:
         """The recipe ``combo`` trains with: the run's, changed by its settings."""
@@ -179,7 +183,8 @@ def build_plan(
     dataset = load_dataset(loaded, recipe, corpus, quiet)
     _check_fits(dataset, recipes)
     task_ref = str(Path(task).resolve()) if Path(task).is_file() else task
-    return Plan(loaded, dataset, recipe, resolved, combos, task_ref, normalize_grid(grid))
+    return Plan(loaded, dataset, recipe, resolved, combos, task_ref, normalize_grid(grid),
+                reproducible=reproducible_mode())
 
 
 def _point_recipe(recipe: Recipe, point: Point) -> Recipe:

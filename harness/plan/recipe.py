@@ -64,8 +64,9 @@ class Recipe:
         if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
 
-    def model_settings(self) -> ModelSettings:
-        return ModelSettings(self.num_hiddens, self.num_layers, self.dropout)
+    def model_settings(self, *, reproducible: bool = False) -> ModelSettings:
+        """What the model factory receives; ``reproducible``: the run's determinism mode."""
+        return ModelSettings(self.num_hiddens, self.num_layers, self.dropout, reproducible)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

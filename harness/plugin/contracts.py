@@ -33,6 +33,9 @@ class ModelSettings:
     num_hiddens: int
     num_layers: int = 1
     dropout: float = 0.0
+    reproducible: bool = False
+    """The run asks for the same numbers on any number of threads (``--reproducible``): a
+    model must then not choose its computation by torch's thread count."""
 
 
 @runtime_checkable

@@ -68,7 +68,7 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
     record = base_record(combo)
     started = time.perf_counter()
     recipe = plan.recipe_for(combo)
-    settings = recipe.model_settings()
+    settings = recipe.model_settings(reproducible=plan.reproducible)
     try:
         if reproducible_mode() or take_lent_threads is not None:
             if check_threads(plan, combo, registry, record, lent=take_lent_threads is not None):
@@ -117,7 +117,8 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
 def build_model(plan: Plan, combo: Combination, registry: Registry) -> torch.nn.Module:
     """``combo``'s model, new, with its settings, on the plan's device."""
     return registry.model(combo.model).factory(len(plan.dataset.vocab),
-                                               plan.recipe_for(combo).model_settings(),
+                                               plan.recipe_for(combo).model_settings(
+                                                   reproducible=plan.reproducible),
                                                plan.device)
 
 

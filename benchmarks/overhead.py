@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from harness.plugin.manager import load_registry
-from harness.data.tasks import load_task, prepare
+from harness.data.taskfile import load_task
+from harness.plan.fits import prepare, task_recipe
 from harness.train.trainer import seed_everything, train
 
 Match = Callable[[str, str], bool]
@@ -85,7 +86,7 @@ def main() -> None:
                         help="also print the N torch operators with the most self time")
     args = parser.parse_args()
     task = load_task("timemachine")
-    recipe = task.recipe.with_overrides(epochs=args.epochs, num_hiddens=args.hiddens,
+    recipe = task_recipe(task).with_overrides(epochs=args.epochs, num_hiddens=args.hiddens,
                                         valid_tokens=0)
     data = prepare(task, recipe, args.corpus)
     registry = load_registry(autoload=False)
@@ -93,11 +94,12 @@ def main() -> None:
     model = registry.model(args.model).factory(len(data.vocab), recipe.model_settings(),
                                                torch.device("cpu"))
     sampler = registry.sampler(args.sampler)
-    train(model, sampler, data, recipe.with_overrides(epochs=1), torch.device("cpu"), rng,
-          prefixes=(), quiet=True)  # warm-up
+    train(model, sampler, data=data, recipe=recipe.with_overrides(epochs=1),
+          device=torch.device("cpu"), rng=rng, prefixes=(), quiet=True)  # warm-up
     profiler = cProfile.Profile()
     profiler.enable()
-    train(model, sampler, data, recipe, torch.device("cpu"), rng, prefixes=(), quiet=False)
+    train(model, sampler, data=data, recipe=recipe, device=torch.device("cpu"), rng=rng,
+          prefixes=(), quiet=False)
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = cumulative(stats, named("trainer.py:train"))
@@ -112,8 +114,8 @@ def main() -> None:
     print(f"| harness total | {harness:.3f} | {100 * harness / total:.2f}% |")
     if args.ops:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            train(model, sampler, data, recipe.with_overrides(epochs=1), torch.device("cpu"),
-                  rng, prefixes=(), quiet=True)
+            train(model, sampler, data=data, recipe=recipe.with_overrides(epochs=1),
+                  device=torch.device("cpu"), rng=rng, prefixes=(), quiet=True)
         print_operators(prof.key_averages(), args.ops)
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from harness.run.driver import run
+from harness.drive.driver import run
 from harness.plan.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS
 from harness.execute.processes import ProcessExecutor
 from harness.machine.determinism import make_thread_invariant, reproducible_mode

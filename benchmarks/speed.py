@@ -36,7 +36,8 @@ import d2l_seed  # noqa: E402
 
 from harness.plugin.manager import load_registry  # noqa: E402
 from harness.machine.determinism import make_thread_invariant  # noqa: E402
-from harness.data.tasks import load_task, prepare  # noqa: E402
+from harness.data.taskfile import load_task  # noqa: E402
+from harness.plan.fits import prepare, task_recipe  # noqa: E402
 from harness.train.trainer import seed_everything, train  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -99,7 +100,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     task = load_task("timemachine")
-    recipe = task.recipe.with_overrides(num_hiddens=args.hiddens, batch_size=args.batch_size,
+    recipe = task_recipe(task).with_overrides(num_hiddens=args.hiddens, batch_size=args.batch_size,
                                         num_steps=args.steps, lr=args.lr, epochs=args.epochs,
                                         valid_tokens=0, precision=args.precision)
     data = prepare(task, recipe, args.corpus)
@@ -123,8 +124,9 @@ def main() -> None:
         sampler = registry.sampler(args.sampler)
 
         def harness_rates(epochs: int) -> list[float]:
-            result = train(model, sampler, data, recipe.with_overrides(epochs=epochs), CPU,
-                           rng, prefixes=(), quiet=True)
+            result = train(model, sampler, data=data,
+                           recipe=recipe.with_overrides(epochs=epochs), device=CPU,
+                           rng=rng, prefixes=(), quiet=True)
             return [p.tokens_per_sec for p in result.curve]
 
         seed_rates(net, updater, data.train, args, 1)  # warm-up, not counted

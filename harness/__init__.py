@@ -31,15 +31,15 @@ from harness.version import DISTRIBUTION, __version__
 
 _LAZY = {
     # running
-    "run": "harness.run.driver",
-    "resume": "harness.run.driver",
-    "execute": "harness.run.driver",
-    "RunResult": "harness.run.driver",
-    "sample": "harness.run.driver",
-    "make_plan": "harness.plan.plan",
-    "split_names": "harness.plan.plan",
+    "RunRequest": "harness.plan.request",
+    "ExecutorChoice": "harness.plan.request",
+    "run": "harness.drive.driver",
+    "resume": "harness.drive.driver",
+    "RunResult": "harness.drive.driver",
+    "generate": "harness.drive.generate",
+    "parse_set_options": "harness.plan.grid",
     "load_registry": "harness.plugin.manager",
-    # executors
+    # executors, for the Python API
     "SerialExecutor": "harness.execute.executor",
     "ProcessExecutor": "harness.execute.processes",
     "RayExecutor": "harness.execute.ray",
@@ -48,10 +48,16 @@ _LAZY = {
     # results
     "load_run": "harness.results.frames",
     "load_runs": "harness.results.frames",
-    "summarize_runs": "harness.run.driver",
+    "summarize_runs": "harness.results.frames",
+    "format_summary": "harness.results.tables",
     "compare_runs": "harness.results.compare",
     "format_comparison": "harness.results.compare",
-    "write_report": "harness.results.report",
+    "report": "harness.results.report",
+    "RunStore": "harness.results.store",
+    # what the CLI shows without importing torch
+    "FORMATS": "harness.results.options",
+    "ALPHA": "harness.results.options",
+    "EXECUTORS": "harness.plan.request",
 }
 
 __all__ = [
@@ -80,9 +86,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.execute.processes import ProcessExecutor, WorkerError
     from harness.execute.ray import RayExecutor
     from harness.execute.signals import RunInterrupted
-    from harness.plan.plan import make_plan, split_names
+    from harness.plan.request import EXECUTORS, ExecutorChoice, RunRequest
+    from harness.plan.grid import parse_set_options
     from harness.plugin.manager import load_registry
     from harness.results.compare import compare_runs, format_comparison
-    from harness.results.frames import load_run, load_runs
-    from harness.results.report import write_report
-    from harness.run.driver import RunResult, execute, resume, run, sample, summarize_runs
+    from harness.results.frames import load_run, load_runs, summarize_runs
+    from harness.results.report import report
+    from harness.results.store import RunStore
+    from harness.results.options import ALPHA, FORMATS
+    from harness.results.tables import format_summary
+    from harness.drive.driver import RunResult, resume, run
+    from harness.drive.generate import generate

@@ -1,39 +1,25 @@
-"""The command line: parse, then delegate to the library. ``harness --help`` for usage."""
+"""The command line: parse options into a request, call the front door, print.
+
+Imports nothing heavy until a command runs, so ``harness --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import shlex
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from harness.version import __version__
-from harness.run.driver import RunResult, check_seeds, execute
-from harness.run.driver import resume as resume_run
-from harness.run.driver import sample as sample_text
-from harness.results.compare import compare_runs, format_comparison
+import harness
 from harness.errors import HarnessError
-from harness.execute.executor import Executor, SerialExecutor
-from harness.plan.grid import parse_set_options
-from harness.names import record_label
-from harness.plan.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS, make_plan, split_names
-from harness.plugin.manager import load_registry
-from harness.execute.processes import ProcessExecutor, WorkerError
-from harness.execute.ray import RayExecutor
-from harness.results.report import write_report
-from harness.machine.determinism import make_thread_invariant
-from harness.results.frames import load_run
-from harness.execute.signals import RunInterrupted
-from harness.results.stats import ALPHA, aggregate
-from harness.results.store import RunStore, check_writable
-from harness.results.tables import FORMATS, format_summary
-
-EXECUTORS = ("serial", "processes", "ray")
+from harness.version import __version__
 
 EXIT_ERROR = 1
 """The harness itself could not go on (e.g. a worker process cannot start)."""
@@ -46,6 +32,8 @@ RESUME_OPTIONS = {"resume", "executor", "address", "cpus_per_task", "jobs", "tim
                   "isolate", "quiet", "retry_failed", "fmt"}
 """What ``--resume`` may be combined with: how to run, never what to run."""
 
+EXECUTOR_OPTIONS = ("jobs", "timeout", "isolate", "address", "cpus_per_task")
+
 
 class UsageError(click.ClickException):
     """A one-line error for bad input, exit code 2."""
@@ -53,24 +41,34 @@ class UsageError(click.ClickException):
     exit_code = EXIT_USAGE
 
 
-def _seeds(text: str | None, repeats: int | None) -> list[int]:
-    """``--seed 0,1,2`` or ``--repeats N`` (seeds 0 to N-1); seed 0 when neither is given."""
-    if repeats is not None:
-        if text is not None:
-            raise UsageError("give --seed/--seeds or --repeats, not both")
-        if repeats < 1:
-            raise UsageError(f"--repeats must be a positive integer, got {repeats}")
-        return list(range(repeats))
+@contextlib.contextmanager
+def _usage_errors():
+    """The library's one-line errors as exit code 2."""
     try:
-        seeds = [int(s) for s in (text or "0").split(",") if s.strip()]
+        yield
+    except HarnessError as error:
+        raise UsageError(str(error)) from None
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    """``a,b,c`` as names (``all`` included); None when the option was not given."""
+    if text is None:
+        return None
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _seeds(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise UsageError(f"--seed takes integers separated by commas, got {text!r}") from None
-    return check_seeds(seeds, "--seed")  # range-checked; a repeated seed runs once
 
 
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="markdown", show_default=True,
-    help="How the table on stdout is written (progress and logs go to stderr).")
+    "--format", "fmt", type=click.Choice(harness.FORMATS), default="markdown",
+    show_default=True, help="How the table on stdout is written (progress and logs go to stderr).")
 
 
 @click.group()
@@ -80,10 +78,10 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--models", "-m", help=f"Comma-separated model names, or 'all' "
-              f"[default: {','.join(DEFAULT_MODELS)}].")
-@click.option("--samplers", "-s", help=f"Comma-separated sampler names, or 'all' "
-              f"[default: {','.join(DEFAULT_SAMPLERS)}].")
+@click.option("--models", "-m", help="Comma-separated model names, or 'all' "
+              "[default: the task's].")
+@click.option("--samplers", "-s", help="Comma-separated sampler names, or 'all' "
+              "[default: the task's].")
 @click.option("--task", default="timemachine", show_default=True,
               help="A shipped task name or a task file (.toml).")
 @click.option("--corpus", type=click.Path(path_type=Path),
@@ -116,7 +114,7 @@ def main() -> None:
 @click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="Where run directories are created.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines on stderr.")
-@click.option("--executor", type=click.Choice(EXECUTORS),
+@click.option("--executor", type=click.Choice(harness.EXECUTORS),
               help="How combinations run: serial (in this process), processes (--jobs N "
                    "local workers) or ray (one Ray task each, on a cluster or a local Ray) "
                    "[default: serial, or processes with --jobs/--timeout/--isolate].")
@@ -132,23 +130,22 @@ def main() -> None:
 @click.option("--isolate", is_flag=True, help="A fresh worker process for every combination "
               "(implies --jobs 1).")
 @click.option("--save-checkpoints", is_flag=True,
-              help="Save each combination's trained weights (for 'harness sample').")
+              help="Save each combination's trained weights (for 'harness generate').")
 @click.option("--reproducible", is_flag=True,
               help="The same numbers on any number of threads, so --jobs and --executor "
                    "ray match a serial run bit for bit (oneMKL's MKL_CBWR=AUTO,STRICT; "
-                   "about 15% slower).")
+                   "slower).")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
               help="Finish an interrupted run: only combinations without a record run, "
                    "with the run's own settings.")
 @click.option("--retry-failed", is_flag=True,
               help="With --resume: also rerun combinations that failed, crashed or timed out.")
 @format_option
-def run(models: str | None, samplers: str | None, task: str, corpus: Path | None,
+def run(*, models: str | None, samplers: str | None, task: str, corpus: Path | None,
         seeds: str | None, repeats: int | None, grid: tuple[str, ...], device: str,
-        output_dir: Path, quiet: bool, executor: str | None, address: str | None,
-        cpus_per_task: int | None, jobs: int | None, timeout: float | None, isolate: bool,
-        save_checkpoints: bool, reproducible: bool, resume: Path | None, retry_failed: bool,
-        fmt: str, **recipe: object) -> None:
+        output_dir: Path, quiet: bool, executor: str | None, save_checkpoints: bool,
+        reproducible: bool, resume: Path | None, retry_failed: bool, fmt: str,
+        **options: Any) -> None:
     """Train every chosen model with every chosen sampler and report the results.
 
     Prints the results table (mean ± std over seeds, per model and sampler) on stdout;
@@ -157,59 +154,29 @@ def run(models: str | None, samplers: str | None, task: str, corpus: Path | None
     interrupted by Ctrl-C/SIGTERM (finish with --resume RUN_DIR), 1 the harness could not
     go on.
     """
-    registry = load_registry()
     command = shlex.join(["harness", *sys.argv[1:]])
-    try:
-        if reproducible:  # first: before this process makes any matrix product
-            make_thread_invariant()
+    choice = {name: options.pop(name) for name in EXECUTOR_OPTIONS}
+    with _usage_errors():
+        executor_choice = harness.ExecutorChoice(kind=executor, **choice)
         if resume is not None:
             _refuse_with_resume(click.get_current_context())
-        chosen = _executor(executor, jobs, timeout, isolate, address, cpus_per_task)
-        if resume is not None:
-            result = _interruptible(lambda: resume_run(resume, registry, chosen, quiet,
-                                                       command, retry_failed))
+            result = _interruptible(lambda: harness.resume(
+                resume, executor=executor_choice, quiet=quiet, command=command,
+                retry_failed=retry_failed))
         else:
             if retry_failed:
                 raise UsageError("--retry-failed goes with --resume RUN_DIR")
-            plan = make_plan(
-                registry,
-                split_names(models, DEFAULT_MODELS, registry.models.names()),
-                split_names(samplers, DEFAULT_SAMPLERS, registry.samplers.names()),
-                _seeds(seeds, repeats), task, recipe, corpus, device, parse_set_options(grid),
-                quiet,
-            )
-            check_writable(output_dir)
-            result = _interruptible(lambda: execute(plan, registry, output_dir, chosen,
-                                                    quiet, command, save_checkpoints))
-    except HarnessError as error:
-        raise UsageError(str(error)) from None
-    click.echo(format_summary(aggregate(result.table), fmt))
+            request = harness.RunRequest(
+                models=_names(models), samplers=_names(samplers), seeds=_seeds(seeds),
+                repeats=repeats, task=task, corpus=corpus, device=device, recipe=options,
+                grid=harness.parse_set_options(grid), executor=executor_choice,
+                output_dir=output_dir, save_checkpoints=save_checkpoints,
+                reproducible=reproducible, quiet=quiet, command=command)
+            result = _interruptible(lambda: harness.run(request))
+    click.echo(harness.format_summary(harness.summarize_runs(result.table), fmt))
     _summarise(result, quiet)
     if result.status != "complete":
         sys.exit(EXIT_PARTIAL)
-
-
-def _executor(kind: str | None, jobs: int | None, timeout: float | None, isolate: bool,
-              address: str | None, cpus_per_task: int | None) -> Executor:
-    """The executor asked for. Without --executor: serial, unless a worker process is asked
-    for (--jobs, or --timeout/--isolate, which need one). ``None`` is "not given": a 0 is
-    refused like any number below 1, never taken for the default. The executors check
-    ``timeout`` themselves (:func:`harness.execute.executor.check_timeout`)."""
-    if kind != "ray" and (address is not None or cpus_per_task is not None):
-        raise UsageError("--address and --cpus-per-task go with --executor ray")
-    if kind == "ray":
-        if jobs is not None:
-            raise UsageError("--jobs is the process executor's; with --executor ray each "
-                             "combination is a task of --cpus-per-task CPUs, and Ray runs as "
-                             "many at once as the cluster has room for")
-        return RayExecutor(address, 1 if cpus_per_task is None else cpus_per_task, timeout,
-                           isolate)
-    if kind == "serial" and (jobs is not None or timeout is not None or isolate):
-        raise UsageError("--jobs, --timeout and --isolate need worker processes; use "
-                         "--executor processes (or ray), not serial")
-    if kind == "serial" or (kind is None and jobs is None and timeout is None and not isolate):
-        return SerialExecutor()
-    return ProcessExecutor(1 if jobs is None else jobs, timeout, isolate)
 
 
 def _refuse_with_resume(ctx: click.Context) -> None:
@@ -224,33 +191,33 @@ def _refuse_with_resume(ctx: click.Context) -> None:
                          "go with it)")
 
 
-def _interruptible(start: Callable[[], RunResult]) -> RunResult:
+def _interruptible(start: Callable[[], Any]) -> Any:
     """Run, turning Ctrl-C/SIGTERM into a message and exit code 130/143. Whatever the run
     prints on stdout (a plugin's print, Ray's relayed worker and raylet lines) goes to
     stderr: stdout is the results table's alone, so ``--format csv > file`` stays CSV."""
     try:
         with contextlib.redirect_stdout(sys.stderr):
             return start()
-    except RunInterrupted as stop:
+    except harness.RunInterrupted as stop:
         where = stop.run_dir
         click.echo(f"interrupted by {signal.Signals(stop.signum).name}"
                    + (f"; finished combinations are in {where}; finish the run with: "
                       f"harness run --resume {shlex.quote(str(where))}" if where else ""),
                    err=True)
         sys.exit(stop.exit_code)
-    except WorkerError as error:  # the run directory exists and says "aborted"
+    except harness.WorkerError as error:  # the run directory exists and says "aborted"
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_ERROR)
 
 
-def _summarise(result: RunResult, quiet: bool) -> None:
+def _summarise(result: Any, quiet: bool) -> None:
     """On stderr: every combination that did not finish ok, why, and where the details are."""
-    bad = [r for r in RunStore.open(result.path).records() if r["status"] != "ok"]
+    bad = [r for r in harness.RunStore.open(result.path).records() if not r.ok]
     if bad:
         click.echo(f"{len(bad)} of {len(result.table)} combinations did not finish ok:", err=True)
-    for record in sorted(bad, key=lambda r: r["key"]):
-        details = result.path / "errors" / f"{record['key']}.txt"
-        click.echo(f"  {record_label(record)}: {record['status']}: {record.get('error') or ''}"
+    for record in sorted(bad, key=lambda r: r.key):
+        details = result.path / "errors" / f"{record.key}.txt"
+        click.echo(f"  {record.label}: {record.status}: {record.error or ''}"
                    + (f" [{details}]" if details.is_file() else ""), err=True)
     if not quiet:
         click.echo(f"report: {result.path / 'report.md'}", err=True)
@@ -259,7 +226,7 @@ def _summarise(result: RunResult, quiet: bool) -> None:
 @main.command()
 def plugins() -> None:
     """List models and samplers with the plugin and distribution providing each."""
-    registry = load_registry()
+    registry = harness.load_registry()
     rows = []
     for kind, catalog in (("model", registry.models), ("sampler", registry.samplers)):
         for name in catalog.names():
@@ -281,17 +248,15 @@ def plugins() -> None:
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @format_option
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the report's path on stderr.")
-def report(run_dir: Path, fmt: str, quiet: bool) -> None:
+def report(*, run_dir: Path, fmt: str, quiet: bool) -> None:
     """Regenerate RUN's report.md and charts from its stored records; print its table.
 
     Uses nothing but the run directory, and gives identical files when run again.
     """
-    try:
-        store = RunStore.open(run_dir)
-    except HarnessError as error:
-        raise UsageError(str(error)) from None
-    path = write_report(store)
-    click.echo(format_summary(aggregate(load_run(store.path)), fmt))
+    with _usage_errors():
+        path = harness.report(run_dir)
+        table = harness.summarize_runs(harness.load_run(run_dir).drop(columns="run_id"))
+    click.echo(harness.format_summary(table, fmt))
     if not quiet:
         click.echo(f"report: {path}", err=True)
 
@@ -301,27 +266,25 @@ def report(run_dir: Path, fmt: str, quiet: bool) -> None:
                 type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True,
               help="Compare runs even if their corpus or recipe differ (the table says so).")
-@click.option("--alpha", type=float, default=ALPHA, show_default=True,
+@click.option("--alpha", type=float, default=harness.ALPHA, show_default=True,
               help="Significance level of Welch's t-test verdicts.")
 @format_option
-def compare(runs: tuple[Path, ...], force: bool, alpha: float, fmt: str) -> None:
+def compare(*, runs: tuple[Path, ...], force: bool, alpha: float, fmt: str) -> None:
     """Compare runs side by side, per model and sampler, against the first (the baseline).
 
     Refuses runs with different corpora or recipes (exit 2, naming the differing
     settings) unless --force. Changes are tested with Welch's t-test where both sides have
     at least 3 ok seeds.
     """
-    try:
-        comparison = compare_runs(list(runs), force=force, alpha=alpha)
-    except HarnessError as error:
-        raise UsageError(str(error)) from None
-    click.echo(format_comparison(comparison, fmt))
+    with _usage_errors():
+        comparison = harness.compare_runs(list(runs), force=force, alpha=alpha)
+    click.echo(harness.format_comparison(comparison, fmt))
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--model", "-m", required=True, help="The model whose checkpoint to use.")
-@click.option("--sampler", "-s", help="Its sampler, when the run saved several.")
+@click.option("--sampler", "-s", help="Its minibatch sampler, when the run saved several.")
 @click.option("--seed", type=int, help="Its seed, when the run saved several.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Its point of a --set grid (hidden=16, lr=0.5, ...), when the run saved "
@@ -331,27 +294,33 @@ def compare(runs: tuple[Path, ...], force: bool, alpha: float, fmt: str) -> None
 @click.option("--length", "-n", type=int, default=50, show_default=True,
               help="Tokens to generate.")
 @click.option("--temperature", "-t", type=float, default=0.0, show_default=True,
-              help="0: greedy (as the run's samples); > 0 (finite): sample from "
+              help="0: greedy (as the text a run generates); > 0 (finite): draw from "
                    "softmax(logits / T).")
 @click.option("--top-k", type=int, help="With --temperature: draw among the K likeliest only.")
 @click.option("--draw-seed", type=int, help="Seed the draws (with --temperature).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or mps.")
-def sample(run_dir: Path, model: str, sampler: str | None, seed: int | None,
-           settings: tuple[str, ...], prefix: str, length: int, temperature: float,
-           top_k: int | None, draw_seed: int | None, device: str) -> None:
+def generate(*, run_dir: Path, model: str, sampler: str | None, seed: int | None,
+             settings: tuple[str, ...], prefix: str, length: int, temperature: float,
+             top_k: int | None, draw_seed: int | None, device: str) -> None:
     """Generate text from weights saved by 'harness run --save-checkpoints'."""
-    try:
-        text = sample_text(run_dir, model, prefix, sampler, seed, length, temperature, top_k,
-                           draw_seed, device, load_registry(), _point(settings))
-    except HarnessError as error:
-        raise UsageError(str(error)) from None
+    with _usage_errors():
+        point = _point(settings)
+        text = harness.generate(run_dir, model=model, prefix=prefix, sampler=sampler,
+                                seed=seed, settings=point, length=length,
+                                temperature=temperature, top_k=top_k, draw_seed=draw_seed,
+                                device=device)
     click.echo(text)
+
+
+sample = copy.copy(generate)  # hidden alias: 'sample' was this command's name
+sample.hidden = True
+main.add_command(sample, name="sample")
 
 
 def _point(options: tuple[str, ...]) -> dict[str, str]:
     """``--set hidden=16 --set lr=0.5`` (one value each) as setting name -> text value."""
     point: dict[str, str] = {}
-    for name, values in parse_set_options(options).items():
+    for name, values in harness.parse_set_options(options).items():
         if len(values) != 1:
             raise UsageError(f"--set {name}: give one value to pick a checkpoint, got "
                              f"{','.join(values)}")

@@ -14,7 +14,7 @@ def safe_name(name: str) -> str:
     return cleaned or "_"
 
 
-def combination_label(model: str, sampler: str, seed: int,
+def combination_label(model: str, sampler: str, *, seed: int,
                       settings: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> str:
     """``scratch/sequential/lr=0.5/seed0``: model, sampler, ``--set`` settings, seed."""
     pairs = settings.items() if isinstance(settings, Mapping) else settings
@@ -23,5 +23,5 @@ def combination_label(model: str, sampler: str, seed: int,
 
 def record_label(record: Mapping[str, Any]) -> str:
     """:func:`combination_label` of a stored record."""
-    return combination_label(record["model"], record["sampler"], record["seed"],
-                             record.get("settings") or {})
+    return combination_label(record["model"], record["sampler"], seed=record["seed"],
+                             settings=record.get("settings") or {})

@@ -58,7 +58,9 @@ def write_small_task(folder: Path) -> Path:
         'name = "small"\ntokenizer = "char"\n[corpus]\npath = "small.txt"\n'
         "[recipe]\nepochs = 3\nbatch_size = 4\nnum_steps = 5\nnum_hiddens = 16\n"
         "max_tokens = 1500\nvalid_tokens = 300\neval_every = 1\n"
-        '[generate]\nprefixes = ["the time"]\nnum_preds = 10\n',
+        '[generate]\nprefixes = ["the time"]\nnum_preds = 10\n'
+        '[defaults]\nmodels = ["scratch", "nnrnn"]\n'
+        'samplers = ["sequential", "random", "sequential-reset"]\n',
         encoding="utf-8",
     )
     return path

@@ -1,9 +1,8 @@
 """Getting a corpus file: a local path, or a download that is sha1-verified and cached.
 
-Downloading, hash checking and caching are pooch's job (d2l hand-writes the same in
-``d2l.download``). A cached file is verified before use and refused on mismatch, rather
-than silently downloaded again. Each URL has its own cache folder, so two URLs ending in
-the same file name never share a file.
+Downloading, hash checking and caching are pooch's job. A cached file is verified before
+use and refused on mismatch, not silently downloaded again. Each URL has its own cache
+folder, so two URLs ending in the same file name never share a file.
 """
 
 from __future__ import annotations
@@ -103,8 +102,8 @@ def locate(source: CorpusSource, override: Path | None = None, quiet: bool = Fal
 
 
 def _adopt_flat_cache(source: CorpusSource, cached: Path) -> None:
-    """Move a file cached by older versions (``cache_dir()/NAME``, keyed by name only) to
-    ``cached``, but only when its sha1 is the one the task expects: without a sha1 it may
+    """Move a file from the flat cache layout (``cache_dir()/NAME``, keyed by name only)
+    to ``cached``, only when its sha1 is the one the task expects: without a sha1 it may
     hold another URL's text."""
     flat = cache_dir() / source.filename
     if cached.exists() or source.sha1 is None or not flat.is_file():

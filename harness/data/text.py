@@ -38,7 +38,7 @@ def read_lines(path: Path) -> list[str]:
 def preprocess(text: str) -> str:
     """d2l's preprocessing of a line, but for the strip: runs of non-letters become one
     space, letters lower case. (:func:`read_lines` strips each line as d2l does; a prefix
-    typed for ``harness sample`` keeps a trailing space.)"""
+    typed for ``harness generate`` keeps a trailing space.)"""
     return re.sub("[^A-Za-z]+", " ", text).lower()
 
 

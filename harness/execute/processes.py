@@ -1,31 +1,21 @@
 """The process executor: ``--jobs N`` worker processes, ``--timeout``, crash isolation.
 
-Each worker is a fresh interpreter started with ``spawn`` (never ``fork``, which would
-copy torch's thread pools and locks in whatever state they were in). It loads the plugins
-itself through the job's registry loader, sets torch to its share of the cores
-(``max(1, cores // N)`` threads), reports ready, then runs one combination at a time as
-the driver hands them out and sends back the outcome; the driver alone writes the run
-directory, as each outcome arrives.
+Each worker is a fresh ``spawn``ed interpreter (a ``fork`` would copy torch's thread pools
+and locks in whatever state they were in). It loads the plugins through the job's loader,
+takes ``max(1, cores // N)`` torch threads, and runs one combination at a time, sending
+back the outcome; the driver alone writes the run directory.
 
-Cores left idle are lent out, when results cannot depend on it. Once no combination is
-left to hand out, a worker that finishes has nothing to do, and its cores would idle
-until the last combinations end. With ``lend_cores`` (the default in ``--reproducible``
-mode, :mod:`harness.machine.determinism`, where the numbers are the same on any thread count)
-the driver splits all the cores between the workers still busy, and each takes up its
-new share before its next epoch (:func:`follow_share`). Each combination's model is
-checked first (:func:`harness.train.combination.check_threads`): one whose gradients differ between
-1 thread and all the cores is lent none, and its record and a warning say so. Measured
-on 2 cores, three combinations of 200 epochs with ``--jobs 2``: 41.4 and 40.7 s with
-lending, 51.3 and 51.4 s without, 44.4 and 45.5 s serially (README, "Speed"). Outside
-that mode a combination's numbers would depend on when the other workers finished, so
-the cores stay idle.
+With ``lend_cores`` (the default in ``--reproducible`` mode, where numbers do not depend
+on the thread count) the cores of workers left without work are split between the busy
+ones, which take up their share before the next epoch (:func:`follow_share`); a model
+whose gradients depend on the thread count is lent none
+(:func:`harness.train.combination.check_threads`). Outside that mode the cores stay idle:
+a combination's numbers would depend on when the others finished.
 
-A worker that dies in the middle of a combination (``os._exit``, a segfault, the kernel's
-OOM killer) gets that combination recorded as ``crashed``; one still running it after
-``timeout`` seconds is killed and the combination recorded as ``timeout``. A fresh worker
-takes its place and the grid goes on. With ``isolate`` every combination gets a fresh
-worker, so nothing one plugin does to its process (a memory limit, a global setting, a
-leak) reaches the next combination.
+A worker that dies mid-combination gets it recorded as ``crashed``; one still running it
+after ``timeout`` seconds is killed and it is recorded as ``timeout``; a fresh worker takes
+its place. With ``isolate`` every combination gets a fresh worker, so nothing a plugin
+does to its process (a memory limit, a global setting, a leak) reaches the next.
 """
 
 from __future__ import annotations
@@ -46,8 +36,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from harness.machine.device import available_cores
-from harness.errors import ConfigError, HarnessError
-from harness.execute.executor import Sink, check_sendable, check_timeout
+from harness.errors import HarnessError
+from harness.execute.executor import Sink, check_sendable
+from harness.numbers import check_number
+from harness.plan.gate import check_timeout
 from harness.plan.plan import Combination
 from harness.machine.determinism import reproducible_mode, warm_up_math
 from harness.train.combination import Job, lost_outcome
@@ -170,8 +162,7 @@ class ProcessExecutor:
                  cores: int | None = None, lend_cores: bool | None = None) -> None:
         """``lend_cores``: give the cores of workers left without work to the busy ones
         (the module docstring); ``None``: only in ``--reproducible`` mode."""
-        if jobs < 1:
-            raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+        check_number(jobs, name="--jobs", integer=True, minimum=1)
         check_timeout(timeout)
         self.jobs, self.timeout, self.isolate = jobs, timeout, isolate
         self.cores = cores or available_cores()
@@ -191,6 +182,7 @@ class ProcessExecutor:
 
     def check(self, job: Job) -> None:
         """The job must survive pickling: it is sent to each worker."""
+        check_timeout(self.timeout)  # set, or changed, after the executor was made
         check_sendable(job, "worker processes", "--jobs")
 
     def run(self, work: Sequence[Combination], job: Job, sink: Sink) -> None:
@@ -247,9 +239,10 @@ class ProcessExecutor:
                 worker.process.kill()
                 worker.stop()
                 workers.remove(worker)
-                sink(lost_outcome(worker.combo, "timeout",
-                                  f"ran longer than --timeout {self.timeout:g} s; its worker "
-                                  "process was killed", time.monotonic() - worker.started))
+                sink(lost_outcome(worker.combo, status="timeout",
+                                  error=f"ran longer than --timeout {self.timeout:g} s; its "
+                                  "worker process was killed",
+                                  wall_seconds=time.monotonic() - worker.started))
 
     def _receive(self, worker: _Worker, workers: list[_Worker], sink: Sink) -> bool:
         """Take one message from ``worker`` if it sent one; False if there was none."""
@@ -273,9 +266,9 @@ class ProcessExecutor:
         reason = exit_reason(worker.process.exitcode)
         worker.conn.close()
         if worker.combo is not None:
-            sink(lost_outcome(worker.combo, "crashed",
-                              f"worker process {reason} while running this combination",
-                              time.monotonic() - worker.started))
+            sink(lost_outcome(worker.combo, status="crashed",
+                              error=f"worker process {reason} while running this combination",
+                              wall_seconds=time.monotonic() - worker.started))
         elif not worker.ready:
             raise WorkerError(f"a worker process {reason} while starting, before it could "
                               "run anything (its stderr is above)")

@@ -1,26 +1,20 @@
 """The Ray executor (``--executor ray``): every combination is one Ray task.
 
-A grid that outgrows one machine goes to a Ray cluster: ``address`` names an existing one
-(``ray start --head`` on one host, ``ray start --address=HEAD:6379`` on the others);
-without it a local Ray is started for the run, with this machine's cores, and shut down
-after it. Ray is an optional extra (``pip install 'rnn-harness[ray]'``), imported only
-when this executor is made.
+``address`` names an existing cluster; without it a local Ray is started for the run with
+this machine's cores and shut down after it. Ray is an optional extra
+(``pip install 'rnn-harness[ray]'``), imported only when this executor is made.
 
-Each task declares its resources, ``cpus_per_task`` CPUs (its torch threads) and one GPU
-when the run's device is cuda, so Ray runs as many at once as the cluster has room for.
-The run itself (plan, data, plugin loader) is put in Ray's object store once; a worker
-loads the plugins the first time it gets a task of the run and keeps them for the next.
-Every machine of the cluster needs harness and the run's plugins installed, and the same
-Python and torch; the corpus travels with the run.
+Each task asks for ``cpus_per_task`` CPUs (its torch threads), and a GPU when the device is
+cuda, so Ray runs as many at once as the cluster has room for. The run (plan, data, plugin
+loader) goes into Ray's object store once; a worker loads the plugins on its first task of
+the run and keeps them. Every node needs harness, the run's plugins, and the same Python
+and torch; the corpus travels with the run.
 
-The executor contract holds as for local processes (:mod:`harness.execute.executor`): the driver
-alone writes records, each as its task finishes (``ray.wait``). A task that raises outside
-the runner (a plugin that cannot load on that node) is recorded ``failed`` with Ray's
-remote traceback; a task whose worker or node dies, ``crashed`` (tasks are never retried:
-the next resume does that); one still running ``timeout`` seconds after it started,
-``timeout`` (it is cancelled, which kills its worker). A task is a streaming generator that
-first yields :data:`STARTED`, so the driver times it from when it starts, not from when it
-was queued. Ctrl-C or SIGTERM cancels every outstanding task and re-raises.
+The executor contract holds (:mod:`harness.execute.executor`). A task that raises outside
+the runner is ``failed`` with Ray's traceback; one whose worker or node dies is
+``crashed`` (never retried: a resume does that); one running past ``timeout`` is cancelled
+and ``timeout``. A task first yields :data:`STARTED`, so it is timed from when it starts,
+not from when it was queued.
 """
 
 from __future__ import annotations
@@ -43,7 +37,9 @@ import torch
 
 from harness.machine.device import available_cores
 from harness.errors import ConfigError
-from harness.execute.executor import Sink, check_sendable, check_timeout
+from harness.execute.executor import Sink, check_sendable
+from harness.numbers import check_number
+from harness.plan.gate import check_timeout
 from harness.plan.plan import Combination
 from harness.machine.determinism import VARIABLE, reproducible_mode
 from harness.train.combination import Job, Outcome, lost_outcome
@@ -104,8 +100,7 @@ class RayExecutor:
     def __init__(self, address: str | None = None, cpus_per_task: int = 1,
                  timeout: float | None = None, isolate: bool = False,
                  local_cpus: int | None = None) -> None:
-        if cpus_per_task < 1:
-            raise ConfigError(f"--cpus-per-task must be at least 1, got {cpus_per_task}")
+        check_number(cpus_per_task, name="--cpus-per-task", integer=True, minimum=1)
         check_timeout(timeout)
         self.ray = import_ray()
         self.address, self.cpus, self.timeout, self.isolate = address, cpus_per_task, \
@@ -131,6 +126,7 @@ class RayExecutor:
         """The job must pickle, Ray must be reachable, and some node must have room for one
         task (its CPUs, and a GPU for cuda). Connects to the cluster, or starts a local Ray."""
         check_sendable(job, "Ray workers", "--executor ray")
+        check_timeout(self.timeout)  # set, or changed, after the executor was made
         self.gpus = 1 if job.plan.device.type == "cuda" else 0
         self._connect(job.quiet)
         try:
@@ -235,14 +231,16 @@ class RayExecutor:
             del tasks[generator]
             cause = error.cause
             message = f"{type(cause).__name__}: {cause}" if cause else _first_line(error)
-            outcome = lost_outcome(task.combo, "failed", message, self._ran(task))
+            outcome = lost_outcome(task.combo, status="failed", error=message,
+                                   wall_seconds=self._ran(task))
             sink(replace(outcome, traceback=f"{task.combo.label}: {error}\n"))
             return
         except ray.exceptions.RayError as error:  # its worker or node died
             del tasks[generator]
-            sink(lost_outcome(task.combo, "crashed", "its Ray worker died while running "
-                              f"this combination ({type(error).__name__}: "
-                              f"{_first_line(error)})", self._ran(task)))
+            sink(lost_outcome(task.combo, status="crashed",
+                              error="its Ray worker died while running this combination "
+                              f"({type(error).__name__}: {_first_line(error)})",
+                              wall_seconds=self._ran(task)))
             return
         if isinstance(item, Outcome):
             del tasks[generator]
@@ -258,9 +256,10 @@ class RayExecutor:
             if task.started is not None and now - task.started >= self.timeout:
                 self.ray.cancel(generator, force=True)
                 del tasks[generator]
-                sink(lost_outcome(task.combo, "timeout",
-                                  f"ran longer than --timeout {self.timeout:g} s; its Ray task "
-                                  "was cancelled and its worker killed", now - task.started))
+                sink(lost_outcome(task.combo, status="timeout",
+                                  error=f"ran longer than --timeout {self.timeout:g} s; its Ray "
+                                  "task was cancelled and its worker killed",
+                                  wall_seconds=now - task.started))
 
     @staticmethod
     def _ran(task: _Task) -> float:

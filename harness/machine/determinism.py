@@ -1,19 +1,15 @@
 """Results that do not depend on how many threads computed them.
 
-torch's CPU matrix products come from oneMKL, which may split a product's inner sum
-between threads (it does for ``(512, 1120) @ (1120, 28)``, the output layer's weight
-gradient), so the same seed trained on 2 threads and on 1 thread (``--jobs 2`` on 2 cores)
-gives numbers that differ in the last bits, and 500 epochs of training amplify that to
-several percent of perplexity. oneMKL's strict conditional numerical reproducibility
-(``MKL_CBWR=AUTO,STRICT``) makes its products bitwise independent of the thread count.
-Most of torch's own CPU ops already are, not all: ``nn.LayerNorm``'s backward and
-attention with dropout are not. :func:`thread_dependent_parameters` finds out for a model.
-Strict mode costs speed (oneMKL's single-thread kernels are slower in it), so it is asked
-for (``harness run --reproducible``), not the default.
+oneMKL, behind torch's CPU matrix products, may split a product's inner sum between
+threads (the output layer's weight gradient, for one), so the same seed on 2 threads and
+on 1 differs in the last bits, and training amplifies that (benchmarks/README.md). Its
+strict mode (``MKL_CBWR=AUTO,STRICT``) makes products independent of the thread count;
+most torch CPU ops already are, but not ``nn.LayerNorm``'s backward or attention with
+dropout (:func:`thread_dependent_parameters` checks a model). Strict mode is slower, so it
+is asked for (``harness run --reproducible``), not the default.
 
-oneMKL reads the setting at its first call in a process, so it must be made before the
-first matrix product; processes started afterwards (``--jobs`` workers, a local Ray)
-inherit it through the environment.
+oneMKL reads the setting at its first call, so it must be set before a process's first
+matrix product; processes started later (workers, a local Ray) inherit it.
 """
 
 from __future__ import annotations
@@ -62,20 +58,18 @@ def make_thread_invariant() -> None:
             f"BLAS is not oneMKL: {torch.backends.mkl.is_available()=})")
 
 
-def thread_dependent_parameters(model: nn.Module, X: Tensor, Y: Tensor,
+def thread_dependent_parameters(model: nn.Module, *, X: Tensor, Y: Tensor,
                                 threads: int = 2) -> list[str]:
     """The names of ``model``'s parameters whose gradient comes out with other bits on
     ``threads`` threads than on 1; empty when the model's training step does not depend
     on the thread count.
 
-    One step as the trainer takes it: a fresh state, ``forward`` over token ids ``X``
-    (B, T), cross-entropy against ``Y`` (B, T), backward; torch's seed is reset before each
-    pass, so dropout draws the same masks, and the vector math is warmed up on each thread
-    count (:func:`warm_up_math`), so a first call's rounding is not taken for a
-    dependence. The model's parameters are left as they were; its gradients hold the
-    second pass's. ``--reproducible`` covers a model only where
-    this is empty in strict mode: call :func:`make_thread_invariant` first, in a process
-    that has not yet made a matrix product (a plugin's test runs it in a fresh one).
+    One training step on token ids ``X`` and targets ``Y`` (B, T) from a fresh state,
+    torch's seed reset before each pass (dropout draws the same masks) and the vector math
+    warmed up on each thread count (:func:`warm_up_math`). Parameters are left as they
+    were; the gradients hold the second pass's. ``--reproducible`` covers a model only
+    where this is empty in strict mode (call :func:`make_thread_invariant` first, in a
+    process that has made no matrix product yet).
     """
     device = next(model.parameters()).device
     before = torch.get_num_threads()
@@ -105,15 +99,10 @@ def warm_up_math(device: torch.device = torch.device("cpu")) -> None:
     """Make the first calls of torch's vectorised elementwise functions (``tanh``,
     ``sigmoid``, ``exp``, ``log``) on a throw-away tensor, so that a model's are not.
 
-    Measured on 2 cores (torch 2.13.0 CPU, 2 threads): in a fresh process, the first
-    ``tanh`` over a ``(32, 512)`` tensor rounded up to 2e-6 away from every later call on
-    the same values in about one run in four (in none of 15 on 1 thread): a first-call
-    effect in the threaded vector math, not something a seed controls. When that first
-    call is a model's first step, a whole run changes: 500 epochs of
-    ``scratch``/``sequential`` ended at perplexity 1.041 instead of 1.037. Later calls did
-    not vary: after this warm-up, 16 fresh processes out of 16 gave the same
-    first-minibatch gradients, where 4 of 12 had not. Cheap (well under a millisecond), so
-    the runner calls it before every combination.
+    In a fresh process the first threaded call may round differently from every later
+    call on the same values, which no seed controls; when that call is a model's first
+    step, the whole run changes (benchmarks/README.md). Cheap, so it runs before every
+    combination.
     """
     if device.type != "cpu":
         return

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from harness.plugin.contracts import ModelSettings
 from harness.errors import ConfigError
+from harness.numbers import check_number
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -44,25 +44,17 @@ class Recipe:
 
     def validate(self) -> None:
         """Raise a ConfigError naming the first setting that is out of range."""
-        positive = ("epochs", "batch_size", "num_steps", "num_hiddens", "num_layers",
-                    "max_tokens")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("epochs", "batch_size", "num_steps", "num_hiddens", "num_layers",
+                     "max_tokens"):
+            check_number(getattr(self, name), name=name, integer=True, minimum=1)
         for name in ("valid_tokens", "eval_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+            check_number(getattr(self, name), name=name, integer=True, minimum=0)
         for name in ("lr", "clip"):
-            value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+            check_number(getattr(self, name), name=name, above=0)
+        check_number(self.dropout, name="dropout", minimum=0, below=1)
         if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
                               f"got {self.precision!r}")
-        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
 
     def model_settings(self, *, reproducible: bool = False) -> ModelSettings:
         """What the model factory receives; ``reproducible``: the run's determinism mode."""
@@ -76,7 +68,3 @@ class Recipe:
         from ``[0, num_steps]``, and the targets are shifted by one)."""
         return self.batch_size * self.num_steps + self.num_steps + 1
 
-
-def _is_number(value: object) -> bool:
-    """An int or float, but not a bool (``True`` is an int to Python, never a learning rate)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

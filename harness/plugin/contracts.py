@@ -107,7 +107,7 @@ def detach_state(state: State) -> State:
 
 
 def next_state(
-    model: LanguageModel, state: State, carries: bool, batch_size: int, device: torch.device
+    model: LanguageModel, state: State, *, carries: bool, batch_size: int, device: torch.device
 ) -> State:
     """The state to start the next minibatch from: the one rule every trainer path uses.
 

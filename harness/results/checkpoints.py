@@ -1,15 +1,11 @@
 """Trained weights on disk: saved as a bare state_dict, loaded only with weights_only=True.
 
-``--save-checkpoints`` writes ``checkpoints/<key>.pt`` in the run directory for every
-combination that finished ``ok``: the model's ``state_dict`` (tensors only) as written by
-``torch.save``. What is needed to rebuild the model is JSON, never pickle: the record in
-records.jsonl names the model and its settings and points at the file, and
-``checkpoints/vocab.json`` holds the vocabulary.
-
-Loading uses ``torch.load(weights_only=True)``, whose unpickler accepts tensors and plain
-containers only: a file crafted to run code when unpickled is refused with a
-:class:`~harness.errors.CheckpointError` before anything in it runs, and so is a truncated
-or corrupt one.
+``--save-checkpoints`` writes ``checkpoints/<key>.pt`` (the ``state_dict``, tensors only)
+for every combination that finished ``ok``. What rebuilds the model is JSON, never pickle:
+the record names the model, its settings and the file; ``checkpoints/vocab.json`` holds the
+vocabulary. ``torch.load(weights_only=True)`` accepts tensors and plain containers only, so
+a file crafted to run code on load is refused with a
+:class:`~harness.errors.CheckpointError` before anything in it runs, as is a corrupt one.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +26,9 @@ from harness.errors import CheckpointError, ConfigError
 from harness.plan.grid import parse_value, resolve_name
 from harness.names import safe_name
 from harness.plugin.registry import Registry
+from harness.results.schema import Record
 from harness.results.store import RunStore, to_json, write_atomic
-from harness.data.tasks import Dataset
+from harness.data.dataset import Dataset
 from harness.data.text import Vocab
 
 FOLDER = "checkpoints"
@@ -68,26 +64,26 @@ def save_checkpoint(store: RunStore, key: str, weights: bytes) -> str:
 class Checkpoint:
     """A saved model: its record (model name, settings, sampler, seed) and its files."""
 
-    record: dict[str, Any]
+    record: Record
     path: Path
     vocab: Vocab
     tokenizer: str
     separator: str
 
 
-def find_checkpoint(store: RunStore, model: str, sampler: str | None = None,
+def find_checkpoint(store: RunStore, model: str, *, sampler: str | None = None,
                     seed: int | None = None,
                     settings: Mapping[str, object] | None = None) -> Checkpoint:
     """The one checkpoint of ``model`` (narrowed by ``sampler``, ``seed`` and the ``--set``
     ``settings`` of a grid run, e.g. ``{"hidden": "16"}``, when a run holds several);
     CheckpointError naming the choices, each with its settings, otherwise."""
     wanted = _wanted(settings or {})
-    saved = [r for r in store.records() if r.get("checkpoint")]
+    saved = [r for r in store.records() if r.checkpoint]
     if not saved:
         raise CheckpointError(f"{store.path} has no checkpoints (run with --save-checkpoints)")
-    found = [r for r in saved if r["model"] == model
-             and sampler in (None, r["sampler"]) and seed in (None, r["seed"])
-             and all((r.get("settings") or {}).get(k, _ABSENT) == v for k, v in wanted.items())]
+    found = [r for r in saved if r.model == model
+             and sampler in (None, r.sampler) and seed in (None, r.seed)
+             and all(r.settings.get(k, _ABSENT) == v for k, v in wanted.items())]
     if len(found) != 1:
         choices = ", ".join(dict.fromkeys(_choice(r) for r in saved))
         problem = "no checkpoint matches" if not found else "several checkpoints match"
@@ -98,7 +94,7 @@ def find_checkpoint(store: RunStore, model: str, sampler: str | None = None,
                               + f" in {store.path}; choose from: {choices}")
     record = found[0]
     vocab, tokenizer, separator = _load_vocab(store.path / FOLDER / VOCAB)
-    return Checkpoint(record, store.path / safe_relative(record["checkpoint"]), vocab,
+    return Checkpoint(record, store.path / safe_relative(record.checkpoint), vocab,
                       tokenizer, separator)
 
 
@@ -118,12 +114,10 @@ _ABSENT = object()
 """What a record without a setting has for it: equal to no value."""
 
 
-def _choice(record: Mapping[str, Any]) -> str:
+def _choice(record: Record) -> str:
     """The options that pick ``record``'s checkpoint, its grid point as ``--set`` options."""
-    points = "".join(f" --set {name}={value}"
-                     for name, value in (record.get("settings") or {}).items())
-    return (f"--model {record['model']} --sampler {record['sampler']} --seed {record['seed']}"
-            + points)
+    points = "".join(f" --set {name}={value}" for name, value in record.settings.items())
+    return f"--model {record.model} --sampler {record.sampler} --seed {record.seed}" + points
 
 
 def safe_relative(relative: str) -> Path:
@@ -174,12 +168,12 @@ def load_model(checkpoint: Checkpoint, registry: Registry, device: torch.device)
     """Rebuild the checkpoint's model through its plugin and load the weights into it."""
     record = checkpoint.record
     weights = load_weights(checkpoint.path)
-    settings = ModelSettings(**record["model_settings"])
-    model = registry.model(record["model"]).factory(len(checkpoint.vocab), settings, device)
+    settings = ModelSettings(**(record.model_settings or {}))
+    model = registry.model(record.model).factory(len(checkpoint.vocab), settings, device)
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
         first = str(error).splitlines()[0]
-        raise CheckpointError(f"{checkpoint.path}: does not fit model {record['model']!r} as "
+        raise CheckpointError(f"{checkpoint.path}: does not fit model {record.model!r} as "
                               f"its plugin builds it now ({first})") from None
     return model

@@ -28,7 +28,6 @@ from harness.results.frames import load_run
 from harness.results.stats import (
     ALPHA,
     BASE_GROUP,
-    LOWER_IS_BETTER,
     METRICS,
     MIN_SEEDS,
     SETTING_PREFIX,
@@ -39,13 +38,13 @@ from harness.results.stats import (
     summarize,
     welch_test,
 )
+from harness.results.schema import Manifest
 from harness.results.store import RunStore, to_json
-from harness.results.tables import DIGITS, LABELS, escape_markdown, mean_std, render
+from harness.results.metrics import metric as metric_info
+from harness.results.tables import escape_markdown, mean_std, render
 
 RECIPE_DEFAULTS = Recipe().to_dict()
 
-RATIO_METRICS = frozenset({"tokens_per_sec"})
-"""Metrics whose change is a ratio (B / A); the others' change is a difference (B - A)."""
 
 
 class IncomparableRuns(ConfigError):
@@ -77,29 +76,28 @@ EXECUTION_CHOICES = frozenset({"precision", "eval_every"})
 device, they may differ between compared runs (comparing them is often the point)."""
 
 
-def grid_fields(manifest: Mapping[str, Any]) -> set[str]:
+def grid_fields(manifest: Manifest) -> set[str]:
     """The recipe fields a run's ``--set`` grid varies (empty for a plain run)."""
-    return set(manifest.get("settings", {}).get("grid") or {})
+    return set(manifest.settings.grid)
 
 
-def comparable_settings(manifest: Mapping[str, Any],
+def comparable_settings(manifest: Manifest,
                         varied: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """The settings that must agree for two runs to be comparable: the task, the corpus
     (sha1, vocabulary, token counts) and every recipe field but :data:`EXECUTION_CHOICES`,
     the run's ``--set`` grid and the fields in ``varied`` (another compared run's grid:
     those are part of the groups, see :func:`compare_runs`), as dotted names."""
-    settings = manifest.get("settings", {})
-    corpus = settings.get("corpus", {})
+    settings = manifest.settings
     varied = set(varied) | grid_fields(manifest)
-    flat = {"task": settings.get("task")}
-    flat.update({f"corpus.{k}": corpus.get(k)
+    flat: dict[str, Any] = {"task": settings.task}
+    flat.update({f"corpus.{k}": settings.corpus.get(k)
                  for k in ("sha1", "vocab_size", "train_tokens", "valid_tokens")})
-    flat.update({f"recipe.{k}": v for k, v in sorted(settings.get("recipe", {}).items())
+    flat.update({f"recipe.{k}": v for k, v in sorted(settings.recipe.items())
                  if k not in EXECUTION_CHOICES and k not in varied})
     return flat
 
 
-def setting_differences(manifests: Sequence[Mapping[str, Any]],
+def setting_differences(manifests: Sequence[Manifest],
                         labels: Sequence[str]) -> list[str]:
     """Each comparable setting on which a run differs from the first, e.g.
     ``recipe.lr (A 1.0, B 2.0)``. A field any run's grid varies is not one of them."""
@@ -130,14 +128,14 @@ def compare_runs(paths: Sequence[str | Path], force: bool = False,
         raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
     stores = [RunStore.open(Path(p)) for p in paths]
     manifests = [s.manifest() for s in stores]
-    runs = tuple(RunInfo(label, m.get("run_id", s.path.name), s.path)
+    runs = tuple(RunInfo(label, m.run_id, s.path)
                  for label, s, m in zip(string.ascii_uppercase, stores, manifests))
     differences = setting_differences(manifests, [r.label for r in runs])
     if differences and not force:
         raise IncomparableRuns("runs differ in " + "; ".join(differences)
                                + "; use --force to compare them anyway")
     frames = [load_run(s.path) for s in stores]
-    recipes = [m.get("settings", {}).get("recipe") or {} for m in manifests]
+    recipes = [m.settings.recipe for m in manifests]
     return Comparison(runs, _table(frames, runs, alpha, recipes), tuple(differences), alpha)
 
 
@@ -202,7 +200,7 @@ def _row(base: _Side | None, other: _Side | None, metric: str, run: RunInfo,
         row.update({f"{prefix}mean": summary.mean, f"{prefix}std": summary.std,
                     f"{prefix}n_ok": side.n_ok if side else 0, f"{prefix}n": side.n if side else 0,
                     f"{prefix}not_ok": side.not_ok if side else ""})
-    ratio = metric in RATIO_METRICS
+    ratio = metric_info(metric).change == "ratio"
     row["change_kind"] = "ratio" if ratio else "difference"
     row["change"], row["p_value"] = math.nan, math.nan
     if base is None or other is None:
@@ -221,7 +219,7 @@ def _row(base: _Side | None, other: _Side | None, metric: str, run: RunInfo,
     if test.reason:
         row["verdict"] = f"not tested: {test.reason}"
     elif test.significant(alpha):
-        better = (b < a) == LOWER_IS_BETTER[metric]
+        better = (b < a) == metric_info(metric).lower_is_better
         row["verdict"] = f"significant: {'better' if better else 'worse'}"
     else:
         row["verdict"] = "not significant"
@@ -275,7 +273,7 @@ def _display(comparison: Comparison) -> pd.DataFrame:
     keys = [c for c in table.columns if c in BASE_GROUP or c.startswith(SETTING_PREFIX)]
     base_label = comparison.runs[0].label
     shown = table[[*keys, "metric"]].copy()
-    shown["metric"] = table["metric"].map(LABELS)
+    shown["metric"] = [metric_info(name).label for name in table["metric"]]
     several = len(comparison.runs) > 2
     if several:
         shown["run"] = table["run"]
@@ -292,7 +290,7 @@ def _cell(row: pd.Series, prefix: str) -> str:
     if row[f"{prefix}n"] == 0:
         return "missing"
     counts = f"({row[f'{prefix}n_ok']}/{row[f'{prefix}n']})"
-    value = mean_std(row[f"{prefix}mean"], row[f"{prefix}std"], DIGITS[row["metric"]])
+    value = mean_std(row[f"{prefix}mean"], row[f"{prefix}std"], metric_info(row["metric"]).digits)
     if value:
         return f"{value} {counts}"
     if row[f"{prefix}n_ok"] == 0:
@@ -306,4 +304,4 @@ def _change(row: pd.Series) -> str:
         return ""
     if row["change_kind"] == "ratio":
         return f"×{change:.3f}"
-    return f"{change:+.{max(DIGITS[row['metric']], 3)}f}"
+    return f"{change:+.{max(metric_info(row['metric']).digits, 3)}f}"

@@ -1,45 +1,44 @@
-"""Results as pandas DataFrames, read from run directories only."""
+"""Results as pandas DataFrames, one row per record, read from run directories only."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from harness.results.stats import SETTING_PREFIX
+from harness.results.metrics import METRICS, NAMES
+from harness.results.schema import Record
+from harness.results.stats import SETTING_PREFIX, aggregate
 from harness.results.store import RunStore
 from harness.results.tables import markdown_table
 
-COLUMNS = ["model", "sampler", "seed", "status", "train_ppl", "valid_ppl", "tokens_per_sec",
-           "wall_seconds", "num_params"]
+IDENTITY = ["model", "sampler", "seed", "status"]
+DETAILS = ["wall_seconds", "num_params"]
+COLUMNS = [*IDENTITY, *NAMES, *DETAILS]
+FLOAT_FORMATS = {**{m.name: f".{m.digits}f" for m in METRICS}, "wall_seconds": ".1f"}
 
-FORMATS = {"train_ppl": ".3f", "valid_ppl": ".3f", "tokens_per_sec": ".0f", "wall_seconds": ".1f"}
 
-
-def results_frame(records: Iterable[dict[str, Any]], extra: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per record, in the columns of :data:`COLUMNS` (missing values are NaN),
-    plus one ``setting.<name>`` column per per-record setting (a record's ``settings``
-    mapping), placed after ``sampler``, if any record has them, then the ``extra`` fields
-    asked for (e.g. ``key``)."""
+def results_frame(records: Iterable[Record], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per record in the columns of :data:`COLUMNS` (missing numbers NaN), with one
+    ``setting.<name>`` column per ``--set`` setting after ``sampler`` when any record has
+    them, then the ``extra`` record fields asked for (e.g. ``key``)."""
     records = list(records)
-    frame = pd.DataFrame(records)
-    for column in [*COLUMNS, *extra]:
-        if column not in frame:
-            frame[column] = None
+    rows = [{"model": r.model, "sampler": r.sampler, "seed": r.seed, "status": r.status,
+             **{name: r.metric(name) for name in NAMES}, "wall_seconds": r.wall_seconds,
+             "num_params": r.num_params, **{name: getattr(r, name) for name in extra}}
+            for r in records]
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra])
+    frame = frame.astype({name: float for name in [*NAMES, "wall_seconds"]})
     settings = _settings_frame(records)
-    frame = frame[[*COLUMNS, *extra]].astype({"train_ppl": float, "valid_ppl": float,
-                                   "tokens_per_sec": float, "wall_seconds": float})
     for position, column in enumerate(settings.columns, start=COLUMNS.index("sampler") + 1):
         frame.insert(position, column, settings[column])
     order = ["model", "sampler", *settings.columns, "seed"]
     return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def _settings_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [r.get("settings") if isinstance(r.get("settings"), dict) else {} for r in records]
-    frame = pd.DataFrame(rows, index=range(len(records)))
+def _settings_frame(records: list[Record]) -> pd.DataFrame:
+    frame = pd.DataFrame([dict(r.settings) for r in records], index=range(len(records)))
     return frame[sorted(frame.columns)].add_prefix(SETTING_PREFIX)
 
 
@@ -47,20 +46,30 @@ def load_run(path: str | Path) -> pd.DataFrame:
     """The results of one run directory, one row per combination, with its ``run_id``."""
     store = RunStore.open(Path(path))
     frame = results_frame(store.records())
-    frame.insert(0, "run_id", store.manifest().get("run_id", store.path.name))
+    frame.insert(0, "run_id", store.manifest().run_id)
     return frame
 
 
 def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Several run directories as one frame (one row per seed and combination of each run,
-    with its ``run_id``), in the order given."""
+    """Several run directories as one frame, in the order given."""
     frames = [load_run(path) for path in paths]
     if not frames:
         raise ValueError("load_runs needs at least one run directory")
     return pd.concat(frames, ignore_index=True)
 
 
+def summarize_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed results (from :func:`load_run` or :func:`load_runs`) summarised per run and
+    group: seeds recorded and ok, mean and sample std of each metric over ok seeds."""
+    if "run_id" not in frame or frame.empty:
+        return aggregate(frame.drop(columns="run_id", errors="ignore"))
+    parts = [aggregate(rows).assign(run_id=run_id)
+             for run_id, rows in frame.groupby("run_id", sort=False)]
+    summary = pd.concat(parts, ignore_index=True)
+    return summary[["run_id", *summary.columns.drop("run_id")]]
+
+
 def format_table(frame: pd.DataFrame) -> str:
     """The per-seed results table as Markdown (report.md shows it), text cells escaped."""
     shown = frame.drop(columns=[c for c in ("run_id",) if c in frame])
-    return markdown_table(shown, floatfmt=[FORMATS.get(column, "g") for column in shown.columns])
+    return markdown_table(shown, floatfmt=[FLOAT_FORMATS.get(column, "g") for column in shown.columns])

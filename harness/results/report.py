@@ -15,11 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from harness.names import record_label, safe_name
+from harness.names import safe_name
 from harness.results.plots import Bar, Curve, curves_png, throughput_png
-from harness.data.references import lookup
+from harness.data.taskfile import run_references
+from harness.plan.recipe import Recipe
 from harness.results.frames import format_table, results_frame
 from harness.results.stats import SETTING_PREFIX, aggregate, group_columns
+from harness.results.schema import Manifest, Record
 from harness.results.store import RunStore
 from harness.results.tables import escape_markdown, format_summary, markdown_table, mean_std
 
@@ -47,20 +49,25 @@ def build_report(store: RunStore) -> Report:
     frame = results_frame(records, extra=["key"])
     summary = aggregate(frame) if records else None
     charts: dict[str, bytes] = {}
-    parts = [f"# Run {escape_markdown(manifest.get('run_id', store.path.name))}", ""]
+    parts = [f"# Run {escape_markdown(manifest.run_id)}", ""]
     parts += _settings(manifest)
     parts += _results(frame, summary)
     parts += _not_ok(records)
-    parts += _published(manifest, summary)
-    parts += _samples(records)
+    parts += _published(manifest.to_json(), summary)
+    parts += _generated(records)
     parts += _charts(store, frame, summary, charts)
     parts += _curves(store, records)
     return Report("\n".join(parts).rstrip() + "\n", charts)
 
 
 def render_report(store: RunStore) -> str:
-    """The Markdown report: settings and environment, results, samples, charts, curves."""
+    """The Markdown report: settings, environment, results, generated text, charts, curves."""
     return build_report(store).markdown
+
+
+def report(path: str | Path) -> Path:
+    """Regenerate the report and charts of the run directory ``path``; returns report.md."""
+    return write_report(RunStore.open(Path(path)))
 
 
 def write_report(store: RunStore) -> Path:
@@ -75,23 +82,23 @@ def _kv_table(pairs: dict[str, Any]) -> str:
     return markdown_table(frame)
 
 
-def _settings(manifest: dict[str, Any]) -> list[str]:
-    settings = manifest.get("settings", {})
-    env = manifest.get("environment", {})
-    corpus = settings.get("corpus", {})
+def _settings(manifest: Manifest) -> list[str]:
+    settings = manifest.settings
+    env = manifest.environment
+    corpus = settings.corpus
     run = {
-        "status": manifest.get("status"),
-        "command": manifest.get("command", ""),
-        "task": settings.get("task"),
-        "models": ", ".join(settings.get("models", [])),
-        "samplers": ", ".join(settings.get("samplers", [])),
-        "seeds": ", ".join(str(s) for s in settings.get("seeds", [])),
+        "status": manifest.status,
+        "command": manifest.command,
+        "task": settings.task,
+        "models": ", ".join(settings.models),
+        "samplers": ", ".join(settings.samplers),
+        "seeds": ", ".join(str(s) for s in settings.seeds),
         "corpus sha1": corpus.get("sha1"),
         "vocabulary": corpus.get("vocab_size"),
         "train / validation tokens": f"{corpus.get('train_tokens')} / {corpus.get('valid_tokens')}",
-        **{k: v for k, v in settings.get("recipe", {}).items()},
+        **dict(settings.recipe),
         **{k: f"{', '.join(map(str, v))} (--set: one group each)"
-           for k, v in (settings.get("grid") or {}).items()},
+           for k, v in settings.grid.items()},
     }
     plugins = ", ".join(f"{p['plugin']} ({p['distribution']} {p['version']})"
                         for p in env.get("plugins", []))
@@ -121,13 +128,13 @@ def _results(frame: pd.DataFrame, summary: pd.DataFrame | None) -> list[str]:
     return lines
 
 
-def _not_ok(records: list[dict[str, Any]]) -> list[str]:
-    bad = [r for r in records if r.get("status") != "ok"]
+def _not_ok(records: list[Record]) -> list[str]:
+    bad = [r for r in records if not r.ok]
     if not bad:
         return []
-    rows = pd.DataFrame([{"model": r.get("model"), "sampler": r.get("sampler"),
-                          **_settings_cell(r, records), "seed": r.get("seed"),
-                          "status": r.get("status"), "error": r.get("error") or ""}
+    rows = pd.DataFrame([{"model": r.model, "sampler": r.sampler,
+                          **_settings_cell(r, records), "seed": r.seed,
+                          "status": r.status, "error": r.error or ""}
                          for r in bad])
     rows = rows.sort_values(["model", "sampler", "seed"], kind="stable")
     return ["## Not ok", "",
@@ -136,36 +143,45 @@ def _not_ok(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _published(manifest: dict[str, Any], summary: pd.DataFrame | None) -> list[str]:
-    lines = ["## Compared with d2l", ""]
+    """Each group beside the reference numbers its task cites for the same model, sampler,
+    corpus and recipe (:mod:`harness.data.references`), read from the manifest."""
+    lines = ["## Reference numbers", ""]
     settings = manifest.get("settings", {})
     task = settings.get("task", "")
     sha1 = settings.get("corpus", {}).get("sha1")
+    try:
+        references = run_references(manifest.get("references"), task, sha1)
+    except ValueError as error:
+        return lines + [f"The run's reference numbers cannot be read ({error}).", ""]
+    defaults = Recipe().to_dict()
     rows = []
     for _, group in (summary.iterrows() if summary is not None else ()):
         recipe = {**settings.get("recipe", {}), **_group_settings(group)}
-        published = lookup(group["model"], group["sampler"], task, sha1, recipe)
-        if published is None:
-            continue
-        mean = group["train_ppl_mean"]
-        ours = mean_std(mean, group["train_ppl_std"], 3)
-        rows.append({
-            **{k: group[k] for k in group_columns(summary)},
-            "hiddens": recipe["num_hiddens"], "layers": recipe["num_layers"], "lr": recipe["lr"],
-            "ours: train ppl": ours or "no ok seed",
-            "ours, 1 decimal": f"{mean:.1f}" if ours else "",
-            "d2l": published.text(),
-            "in range": ("yes" if published.contains(mean) else "no") if ours else "",
-            "source": published.source,
-        })
+        for ref in references.matching(group["model"], group["sampler"], task=task,
+                                       corpus_sha1=sha1, recipe=recipe, defaults=defaults):
+            mean = group.get(f"{ref.metric}_mean")
+            ours = mean_std(mean, group.get(f"{ref.metric}_std"), 3)
+            rows.append({
+                **{k: group[k] for k in group_columns(summary)},
+                "hiddens": recipe["num_hiddens"], "layers": recipe["num_layers"],
+                "lr": recipe["lr"],
+                "metric": ref.metric.replace("_", " "),
+                "ours": ours or ("no ok seed" if f"{ref.metric}_mean" in group
+                                 else "not measured"),
+                "ours, rounded": ref.format(mean) if ours else "",
+                "reference": ref.text(),
+                "in range": ("yes" if ref.contains(mean) else "no") if ours else "",
+                "source": ref.source,
+            })
     if not rows:
         return lines + [
-            "d2l publishes training perplexities only for the Time Machine's first 10,000 "
-            "tokens, 500 epochs, batch 32, 35 steps, clipping 1 and its own sizes (see "
-            "`harness/published.py`); no row of this run has those settings.", ""]
+            "A reference number (a task file's `[[reference]]`) holds for one model, sampler, "
+            "corpus and recipe; no group of this run has those settings.", ""]
     return lines + [
-        "Training perplexity beside the number d2l publishes for the same settings (source "
-        "in `harness/published.py`). Ours is rounded to one decimal, as d2l prints it, "
-        "and is in range when it lies within d2l's range, ends included.", "",
+        "Each group beside the number its task file cites for the same model, sampler, corpus "
+        "and recipe (`[[reference]]`, with its source). Ours is the mean over ok seeds, "
+        "rounded as the source prints it, and is in range when it lies within the "
+        "reference's range, ends included.", "",
         markdown_table(pd.DataFrame(rows).astype(object)), ""]
 
 
@@ -174,23 +190,23 @@ def _group_settings(group: pd.Series) -> dict[str, Any]:
             if k.startswith(SETTING_PREFIX) and pd.notna(v)}
 
 
-def _settings_cell(record: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, str]:
+def _settings_cell(record: Record, records: list[Record]) -> dict[str, str]:
     """A ``settings`` column (``lr=0.5, num_hiddens=256``) for tables of records, when any
     record of the run has ``--set`` settings."""
-    if not any(r.get("settings") for r in records):
+    if not any(r.settings for r in records):
         return {}
-    return {"settings": ", ".join(f"{k}={v}" for k, v in (record.get("settings") or {}).items())}
+    return {"settings": ", ".join(f"{k}={v}" for k, v in record.settings.items())}
 
 
-def _samples(records: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Samples", "", "Greedy continuations after training (text escaped).", ""]
+def _generated(records: list[Record]) -> list[str]:
+    lines = ["## Generated text", "", "Greedy continuations after training (text escaped).", ""]
     rows = [
-        {"model": r["model"], "sampler": r["sampler"], **_settings_cell(r, records),
-         "seed": r["seed"], "prefix": prefix, "text": text}
-        for r in records for prefix, text in (r.get("samples") or {}).items()
+        {"model": r.model, "sampler": r.sampler, **_settings_cell(r, records),
+         "seed": r.seed, "prefix": prefix, "text": text}
+        for r in records for prefix, text in r.generated.items()
     ]
     if not rows:
-        return lines + ["No samples.", ""]
+        return lines + ["No generated text.", ""]
     frame = pd.DataFrame(rows).sort_values(["model", "sampler", "seed"], kind="stable")
     return lines + [markdown_table(frame.astype(object)), ""]
 
@@ -250,16 +266,16 @@ def _curve(store: RunStore, record: pd.Series) -> Curve | None:
                  [p.get("train_ppl") for p in points], [p.get("valid_ppl") for p in points])
 
 
-def _curves(store: RunStore, records: list[dict[str, Any]]) -> list[str]:
+def _curves(store: RunStore, records: list[Record]) -> list[str]:
     lines = ["## Training curves", "",
              "Training perplexity by epoch (validation perplexity where it was measured).", ""]
     columns: dict[str, pd.Series] = {}
     for record in records:
-        curve = store.curve(record["key"])
+        curve = store.curve(record.key)
         if not curve:
             continue
         frame = pd.DataFrame(curve).set_index("epoch")
-        label = escape_markdown(record_label(record))
+        label = escape_markdown(record.label)
         columns[f"{label} train"] = frame["train_ppl"]
         if "valid_ppl" in frame and frame["valid_ppl"].notna().any():
             columns[f"{label} valid"] = frame["valid_ppl"]

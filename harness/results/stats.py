@@ -26,10 +26,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-METRICS = ("train_ppl", "valid_ppl", "tokens_per_sec")
-"""The measured numbers that are summarised and compared."""
+from harness.results.metrics import NAMES as METRICS
+from harness.results.options import ALPHA, MIN_SEEDS
 
-LOWER_IS_BETTER = {"train_ppl": True, "valid_ppl": True, "tokens_per_sec": False}
 
 BASE_GROUP = ("model", "sampler")
 
@@ -37,12 +36,6 @@ SETTING_PREFIX = "setting."
 """Per-record settings (a record's ``settings`` mapping, e.g. its point of a
 hyper-parameter grid) are columns ``setting.<name>`` of a results frame, and part of
 the group."""
-
-ALPHA = 0.05
-"""Default significance level of :func:`welch_test` verdicts."""
-
-MIN_SEEDS = 3
-"""Ok seeds each side needs before a difference is tested."""
 
 TEST_NAME = "Welch's t-test (two-sided, scipy.stats.ttest_ind with equal_var=False)"
 

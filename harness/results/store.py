@@ -36,6 +36,7 @@ from filelock import FileLock, Timeout
 
 from harness.errors import ConfigError
 from harness.names import safe_name
+from harness.results.schema import Manifest, Record
 
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
@@ -80,16 +81,6 @@ def new_run_id(label: str = "") -> str:
     return f"{stamp}-{safe_name(label)}-{suffix}" if label else f"{stamp}-{suffix}"
 
 
-def check_writable(root: Path) -> None:
-    """Fail early (ConfigError) if run directories cannot be created under ``root``."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise ConfigError(f"output directory {root} is not writable ({error.strerror})") from None
-
-
 class RunStore:
     """Reads and writes one run directory."""
 
@@ -97,18 +88,20 @@ class RunStore:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, root: Path, manifest: dict[str, Any], label: str = "") -> RunStore:
+    def create(cls, root: Path, manifest: Manifest, label: str = "") -> RunStore:
         """Make a new, uniquely named run directory under ``root`` with its manifest."""
-        check_writable(root)
         while True:
             path = root / new_run_id(label)
             try:
-                path.mkdir()
+                path.mkdir(parents=True)
                 break
             except FileExistsError:  # same second and same random suffix: draw again
                 continue
+            except OSError as error:
+                raise ConfigError(f"cannot create a run directory in {root} "
+                                  f"({error.strerror})") from None
         store = cls(path)
-        store.write_manifest({**manifest, "run_id": path.name})
+        store.write_manifest(manifest.with_changes(run_id=path.name))
         return store
 
     @classmethod
@@ -135,31 +128,39 @@ class RunStore:
             lock.release()
 
     # manifest ---------------------------------------------------------------------------
-    def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+    def manifest(self) -> Manifest:
+        """The run's manifest; ConfigError naming the file if it is not one."""
+        path = self.path / MANIFEST
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            return Manifest.from_json(data, run_id=self.path.name)
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+        except (ValueError, TypeError) as error:  # JSON, UTF-8 or shape
+            raise ConfigError(f"{path}: not a harness manifest ({error})") from None
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_atomic(self.path / MANIFEST, to_json(manifest, indent=2) + "\n")
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_atomic(self.path / MANIFEST, to_json(manifest.to_json(), indent=2) + "\n")
 
     def update_manifest(self, **changes: Any) -> None:
-        self.write_manifest({**self.manifest(), **changes})
+        self.write_manifest(self.manifest().with_changes(**changes))
 
     # records ----------------------------------------------------------------------------
     def append_record(
         self,
-        record: dict[str, Any],
+        record: Record,
         curve: Iterable[Mapping[str, Any]] = (),
         traceback: str | None = None,
     ) -> None:
         """Make one finished combination durable: its curve and traceback first, then its
         record line (appended, flushed and fsynced), so a record never points at nothing."""
-        key = safe_name(record["key"])
+        key = safe_name(record.key)
         rows = [finite(dict(row)) for row in curve]
         if rows:
             write_atomic(self.path / "curves" / f"{key}.csv", _csv(rows))
         if traceback:
             write_atomic(self.path / "errors" / f"{key}.txt", traceback)
-        line = (to_json(record) + "\n").encode("utf-8")
+        line = (to_json(record.to_json()) + "\n").encode("utf-8")
         with open(self.path / RECORDS, "a+b") as handle:
             if handle.seek(0, os.SEEK_END) and not _ends_with_newline(handle):
                 line = b"\n" + line  # the last line was torn by a kill: leave it alone
@@ -167,13 +168,13 @@ class RunStore:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Record]:
         """All complete records; a torn or corrupt line is skipped with a warning. When a
         combination was recorded twice (a resumed run), the last record wins."""
         path = self.path / RECORDS
         if not path.is_file():
             return []
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, Record] = {}
         # Bytes, not read_text (which translates "\r"); a kill may tear a character.
         text = path.read_bytes().decode("utf-8", errors="replace")
         # Records end with "\n" only: str.splitlines would also split on U+2028, U+0085 and
@@ -182,13 +183,12 @@ class RunStore:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-                key = record["key"]
-            except (json.JSONDecodeError, KeyError, TypeError):
+                record = Record.from_json(json.loads(line))
+            except (ValueError, TypeError, AttributeError):
                 warnings.warn(f"{path}:{number}: skipping a torn or corrupt record line",
                               stacklevel=2)
                 continue
-            found[key] = record
+            found[record.key] = record
         return list(found.values())
 
     def curve(self, key: str) -> list[dict[str, Any]]:

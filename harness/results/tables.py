@@ -14,16 +14,10 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from harness.results.stats import METRICS, group_columns
+from harness.results.metrics import METRICS
+from harness.results.options import FORMATS
+from harness.results.stats import group_columns
 from harness.results.store import to_json
-
-FORMATS = ("markdown", "csv", "json")
-
-DIGITS = {"train_ppl": 3, "valid_ppl": 3, "tokens_per_sec": 0}
-"""Decimals shown in Markdown for each metric."""
-
-LABELS = {"train_ppl": "train ppl", "valid_ppl": "valid ppl", "tokens_per_sec": "tokens/sec"}
-"""How Markdown names each metric in a cell."""
 
 _SPECIAL = re.compile(r"([\\`|*_\[\]<>#~])")
 
@@ -85,8 +79,9 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     shown = summary[keys].copy()
     shown["seeds ok"] = [f"{ok}/{n}" for ok, n in zip(summary["n_ok"], summary["n"])]
     for metric in METRICS:
-        shown[metric] = [mean_std(m, s, DIGITS[metric])
-                         for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_std"])]
+        name = metric.name
+        shown[name] = [mean_std(m, s, metric.digits)
+                       for m, s in zip(summary[f"{name}_mean"], summary[f"{name}_std"])]
     shown["not ok"] = summary["not_ok"]
     return shown.astype(object)
 

@@ -1,12 +1,9 @@
 """Run one combination from a plan and turn the outcome into a record.
 
 Whatever happens inside the model or sampler, this returns an :class:`Outcome`: a raised
-exception becomes a ``failed`` record carrying its error and traceback, so one broken
-combination never stops or loses the others. A combination whose worker process died or
-ran past its time gets its record from :func:`lost_outcome`, made by the executor.
-
-Statuses: ``ok``; ``failed`` (the model or sampler raised); ``diverged`` (non-finite
-loss); ``crashed`` (the process running it died); ``timeout`` (it ran past ``--timeout``).
+exception becomes a ``failed`` record with its traceback, so one broken combination never
+stops or loses the others. A combination whose worker died or ran past its time gets its
+record from :func:`lost_outcome` (statuses: :data:`harness.results.schema.STATUSES`).
 """
 
 from __future__ import annotations
@@ -25,18 +22,16 @@ from harness.results.checkpoints import encode_weights
 from harness.machine.device import available_cores
 from harness.plan.plan import Combination, Plan
 from harness.plugin.registry import Registry
-from harness.machine.determinism import reproducible_mode, thread_dependent_parameters, warm_up_math
+from harness.machine.determinism import thread_dependent_parameters, warm_up_math
+from harness.results.schema import Record
 from harness.train.trainer import seed_everything, train
-
-STATUSES = ("ok", "failed", "diverged", "crashed", "timeout")
-
 
 @dataclass
 class Outcome:
     """A finished combination: its record, its per-epoch curve, a traceback if it failed,
     and its trained weights (``torch.save`` bytes) when checkpoints were asked for."""
 
-    record: dict[str, Any]
+    record: Record
     curve: list[dict[str, Any]]
     traceback: str | None = None
     checkpoint: bytes | None = None
@@ -46,13 +41,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def base_record(combo: Combination) -> dict[str, Any]:
-    """The fields every record starts with: its key, the combination (with its
-    ``settings`` mapping), the start time."""
-    return {"key": combo.key, **combo.to_dict(), "started": _now()}
+def base_record(combo: Combination, *, status: str = "ok", started: str | None = None) -> Record:
+    """A record of ``combo`` that knows only what it is and when it started."""
+    return Record(key=combo.key, model=combo.model, sampler=combo.sampler, seed=combo.seed,
+                  settings=dict(combo.settings), status=status, started=started or _now())
 
 
-def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: bool,
+def run_combination(plan: Plan, combo: Combination, *, registry: Registry, quiet: bool,
                     save_checkpoint: bool = False,
                     take_lent_threads: Callable[[], None] | None = None) -> Outcome:
     """Train ``combo`` from its own seed (so results never depend on the order of work),
@@ -70,34 +65,36 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
     recipe = plan.recipe_for(combo)
     settings = recipe.model_settings(reproducible=plan.reproducible)
     try:
-        if reproducible_mode() or take_lent_threads is not None:
-            if check_threads(plan, combo, registry, record, lent=take_lent_threads is not None):
+        if plan.reproducible or take_lent_threads is not None:
+            dependent = check_threads(plan, combo, registry=registry,
+                                      lent=take_lent_threads is not None)
+            if dependent:
+                record = record.with_changes(thread_dependent_parameters=tuple(dependent))
                 take_lent_threads = None
         warm_up_math(plan.device)
         rng = seed_everything(combo.seed)
         sampler = registry.sampler(combo.sampler)
         model = build_model(plan, combo, registry)
         result = train(
-            model, sampler, plan.dataset, recipe, plan.device, rng,
+            model, sampler, data=plan.dataset, recipe=recipe, device=plan.device, rng=rng,
             prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
             label=combo.label, quiet=quiet, between_epochs=take_lent_threads,
         )
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's failure is recorded
-        record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                      wall_seconds=time.perf_counter() - started, finished=_now())
+        record = record.with_changes(status="failed", error=f"{type(error).__name__}: {error}",
+                                     wall_seconds=time.perf_counter() - started, finished=_now())
         return Outcome(record, [], tb.format_exc())
-    record.update(
+    record = record.with_changes(
         status=result.status,
-        train_ppl=result.train_ppl,
-        valid_ppl=result.valid_ppl,
-        tokens_per_sec=result.tokens_per_sec,
+        metrics={"train_ppl": result.train_ppl, "valid_ppl": result.valid_ppl,
+                 "tokens_per_sec": result.tokens_per_sec},
         wall_seconds=time.perf_counter() - started,
         train_seconds=result.train_seconds,
         num_params=result.num_params,
         carries_state=sampler.carries_state,
         model_settings=asdict(settings),
         torch_threads=result.curve[0].threads if result.curve else torch.get_num_threads(),
-        samples=result.samples,
+        generated=result.generated,
         error=result.error,
         finished=_now(),
     )
@@ -107,9 +104,9 @@ def run_combination(plan: Plan, combo: Combination, registry: Registry, quiet: b
     except Exception as error:  # noqa: BLE001 - its failure, not the run's: the run goes on
         # failed, like any combination that did not give what was asked of it: no numbers
         # in the record (only ok rows have them), the curve kept as trained
-        record.update(status="failed", train_ppl=None, valid_ppl=None, tokens_per_sec=None,
-                      error=f"trained, but saving its checkpoint failed: "
-                            f"{type(error).__name__}: {error}")
+        record = record.with_changes(status="failed", metrics={},
+                                     error=f"trained, but saving its checkpoint failed: "
+                                           f"{type(error).__name__}: {error}")
         return Outcome(record, curve, tb.format_exc())
     return Outcome(record, curve, checkpoint=weights)
 
@@ -122,7 +119,7 @@ def build_model(plan: Plan, combo: Combination, registry: Registry) -> torch.nn.
                                                plan.device)
 
 
-def thread_dependence(plan: Plan, combo: Combination, registry: Registry,
+def thread_dependence(plan: Plan, combo: Combination, *, registry: Registry,
                       threads: int) -> list[str]:
     """The parameters of ``combo``'s model whose gradient over one minibatch of the plan's
     shape and precision differs between 1 and ``threads`` threads
@@ -139,39 +136,38 @@ def thread_dependence(plan: Plan, combo: Combination, registry: Registry,
     X, Y = (torch.randint(0, vocab_size, (recipe.batch_size, recipe.num_steps),
                           generator=generator) for _ in range(2))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
-        return thread_dependent_parameters(model, X, Y, threads)
+        return thread_dependent_parameters(model, X=X, Y=Y, threads=threads)
 
 
-def check_threads(plan: Plan, combo: Combination, registry: Registry, record: dict[str, Any],
-                  lent: bool) -> bool:
-    """Whether ``combo``'s model trains to other numbers on another thread count, checked
-    between 1 thread and every core this process may use (at least 2). If so, the record's
-    ``thread_dependent_parameters`` names the parameters and a warning goes to stderr
-    (``lent``: the combination was to be lent threads, and is not). A model that fails the
-    check is not flagged: its training, which comes next, reports the failure."""
+def check_threads(plan: Plan, combo: Combination, *, registry: Registry,
+                  lent: bool) -> list[str]:
+    """The parameters of ``combo``'s model that train to other numbers on another thread
+    count, checked between 1 thread and every core this process may use (at least 2); if
+    any, a warning goes to stderr (``lent``: the combination was to be lent threads, and is
+    not). A model that fails the check is not flagged: its training, which comes next,
+    reports the failure."""
     try:
-        found = thread_dependence(plan, combo, registry, max(2, available_cores()))
+        found = thread_dependence(plan, combo, registry=registry,
+                                  threads=max(2, available_cores()))
     except Exception:  # noqa: BLE001 - the run itself will tell
-        return False
+        return []
     if found:
-        record["thread_dependent_parameters"] = found
-        mode = " even in --reproducible mode" if reproducible_mode() else ""
+        mode = " even in --reproducible mode" if plan.reproducible else ""
         print(f"harness: warning: {combo.label}: the gradients of {', '.join(found)} depend "
               f"on the thread count{mode}, so its numbers may differ from a run on another "
               f"number of threads{'; it is lent no cores' if lent else ''}", file=sys.stderr)
-    return bool(found)
+    return found
 
 
-def lost_outcome(combo: Combination, status: str, error: str, wall_seconds: float) -> Outcome:
+def lost_outcome(combo: Combination, *, status: str, error: str, wall_seconds: float) -> Outcome:
     """The record of a combination that never reported back: its process ``crashed``, or
     was killed at its ``timeout``, ``wall_seconds`` after it started. The error doubles as
     its errors/ file."""
-    record = base_record(combo)
     finished = datetime.now(timezone.utc)
     started = finished - timedelta(seconds=wall_seconds)
-    record.update(status=status, error=error, wall_seconds=wall_seconds,
-                  started=started.isoformat(timespec="seconds"),
-                  finished=finished.isoformat(timespec="seconds"))
+    record = base_record(combo, status=status, started=started.isoformat(timespec="seconds"))
+    record = record.with_changes(error=error, wall_seconds=wall_seconds,
+                                 finished=finished.isoformat(timespec="seconds"))
     return Outcome(record, [], f"{combo.label}: {error}\n")
 
 
@@ -207,11 +203,12 @@ class Job:
             if self.loader is None:
                 raise RuntimeError("a Job needs a registry or a loader")
             self.registry = self.loader()
-            # A fresh process: torch imports torch._dynamo on the first optimizer it builds
-            # (seconds). Pay that here, so no --timeout or first-epoch timing includes it.
+            # torch imports torch._dynamo on the first optimizer it builds, which is slow:
+            # pay that here, so no --timeout or first-epoch timing includes it.
             torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
         return self.registry
 
     def __call__(self, combo: Combination) -> Outcome:
-        return run_combination(self.plan, combo, self.prepare(), self.quiet,
-                               self.save_checkpoints, self.take_lent_threads)
+        return run_combination(self.plan, combo, registry=self.prepare(), quiet=self.quiet,
+                               save_checkpoint=self.save_checkpoints,
+                               take_lent_threads=self.take_lent_threads)

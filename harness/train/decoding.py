@@ -1,13 +1,10 @@
-"""Text generation from a trained model: d2l's ``predict_ch8``, greedy or sampled.
+"""Text generation from a trained model: d2l's ``predict_ch8``, greedy or drawn.
 
-The state is warmed up on the prefix, then each step feeds the previous output back in.
-Greedy decoding (the default, and what the trainer's samples use) takes the most likely
-token; with a temperature > 0 the next token is drawn from ``softmax(logits / T)``,
-optionally restricted to the ``top_k`` most likely tokens.
-
-:func:`encode_prefix` turns text a person typed into token ids the way the corpus was
-turned into tokens (``harness sample``); the trainer's samples use the task's own
-prefixes through :func:`complete`, unchanged.
+The state is warmed up on the prefix, then each step feeds the previous output back in:
+greedy (the default, as after training), or with a temperature > 0 drawn from
+``softmax(logits / T)``, optionally among the ``top_k`` likeliest tokens only.
+:func:`generate_tokens` works on ids, :func:`generate_text` on text (a task's prefixes,
+tokenised unchanged); :func:`encode_prefix` preprocesses typed text as the corpus was.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from harness.errors import ConfigError
 from harness.data.text import Vocab, preprocess, tokenize
 
 
-def choose(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
+def choose(logits: Tensor, *, temperature: float = 0.0, top_k: int | None = None,
            generator: torch.Generator | None = None) -> int:
     """The next token from one row of logits ``(V,)``: argmax when ``temperature`` is 0."""
     if temperature <= 0:
@@ -32,14 +29,14 @@ def choose(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
     if top_k is not None and top_k < scaled.numel():
         threshold = torch.topk(scaled, top_k).values[-1]
         scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-    probs = torch.softmax(scaled, dim=0).float()  # float32 draws, as before
+    probs = torch.softmax(scaled, dim=0).float()  # draws in float32
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
 @torch.no_grad()
-def generate(model: LanguageModel, prefix: list[int], num_preds: int, device: torch.device,
-             temperature: float = 0.0, top_k: int | None = None,
-             generator: torch.Generator | None = None) -> list[int]:
+def generate_tokens(model: LanguageModel, prefix: list[int], *, num_preds: int,
+                    device: torch.device, temperature: float = 0.0, top_k: int | None = None,
+                    generator: torch.Generator | None = None) -> list[int]:
     """``prefix`` followed by ``num_preds`` generated token ids."""
     if not prefix:
         raise ConfigError("the prefix is empty: give at least one token to start from")
@@ -52,16 +49,20 @@ def generate(model: LanguageModel, prefix: list[int], num_preds: int, device: to
         outputs.append(token)
     for _ in range(num_preds):
         logits, state = model(torch.tensor([[outputs[-1]]], device=device), state)  # (1, V)
-        outputs.append(choose(logits[-1], temperature, top_k, generator))
+        outputs.append(choose(logits[-1], temperature=temperature, top_k=top_k,
+                              generator=generator))
     model.train(was_training)
     return outputs
 
 
-def complete(model: LanguageModel, prefix: str, num_preds: int, vocab: Vocab, tokenizer: str,
-             separator: str, device: torch.device, **sampling: object) -> str:
-    """The text of ``prefix`` and its continuation (``sampling``: see :func:`generate`)."""
+def generate_text(model: LanguageModel, prefix: str, *, num_preds: int, vocab: Vocab,
+                  tokenizer: str, separator: str, device: torch.device,
+                  **drawing: object) -> str:
+    """The text of ``prefix`` and ``num_preds`` generated tokens (``drawing``: the
+    ``temperature``, ``top_k`` and ``generator`` of :func:`generate_tokens`)."""
     ids = vocab.encode(tokenize([prefix], tokenizer)[0])
-    return vocab.decode(generate(model, ids, num_preds, device, **sampling), separator)
+    return vocab.decode(generate_tokens(model, ids, num_preds=num_preds, device=device,
+                                        **drawing), separator)
 
 
 def encode_prefix(prefix: str, vocab: Vocab, tokenizer: str) -> list[int]:

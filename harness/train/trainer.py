@@ -1,7 +1,8 @@
 """Train one (model, sampler) combination: the seed's ``train_ch8`` loop, measured.
 
 Semantics are d2l's: mean cross-entropy over the minibatch, plain SGD, global-norm
-gradient clipping, perplexity = exp(mean loss per token) over an epoch, greedy samples.
+gradient clipping, perplexity = exp(mean loss per token) over an epoch, greedy text
+generated after training.
 The trainer knows models and samplers only through :mod:`harness.plugin.contracts`: the sampler
 says whether state carries, the model makes and owns its state, and :func:`next_state` is
 the one place that resets or detaches it.
@@ -24,9 +25,9 @@ from tqdm import tqdm
 
 from harness.plugin.contracts import LanguageModel, SamplerSpec, next_state
 from harness.machine.device import synchronize
-from harness.train.decoding import complete
+from harness.train.decoding import generate_text
 from harness.plan.recipe import Recipe
-from harness.data.tasks import Dataset
+from harness.data.dataset import Dataset
 
 
 @dataclass
@@ -52,7 +53,8 @@ class TrainResult:
     tokens_per_sec: float | None
     train_seconds: float
     num_params: int
-    samples: dict[str, str] = field(default_factory=dict)
+    generated: dict[str, str] = field(default_factory=dict)
+    """Prefix -> the prefix and its greedy continuation."""
     curve: list[EpochStats] = field(default_factory=list)
     error: str | None = None
 
@@ -100,13 +102,15 @@ def evaluation_batches(tokens: list[int], batch_size: int, num_steps: int):
 
 @torch.no_grad()
 def evaluate(
-    model: LanguageModel, tokens: list[int], recipe: Recipe, carries: bool, device: torch.device
+    model: LanguageModel, tokens: list[int], *, recipe: Recipe, carries: bool,
+    device: torch.device
 ) -> float:
     """Perplexity on held-out ``tokens``, with the same state rule as training."""
     model.eval()
     state, loss_sum, count = None, 0.0, 0
     for X, Y in evaluation_batches(tokens, recipe.batch_size, recipe.num_steps):
-        state = next_state(model, state, carries, X.shape[0], device)
+        state = next_state(model, state, carries=carries, batch_size=X.shape[0],
+                           device=device)
         y = Y.T.reshape(-1).to(device)
         logits, state = model(X.to(device), state)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
@@ -115,23 +119,15 @@ def evaluate(
     return perplexity(loss_sum / count)
 
 
-def predict(model: LanguageModel, prefix: str, num_preds: int, data: Dataset,
-            device: torch.device) -> str:
-    """d2l's ``predict_ch8``: warm the state up on ``prefix``, then ``num_preds`` greedy
-    steps, each fed the previous output."""
-    return complete(model, prefix, num_preds, data.vocab, data.tokenizer, data.separator,
-                    device)
-
-
 def train(
     model: nn.Module,
     sampler: SamplerSpec,
+    *,
     data: Dataset,
     recipe: Recipe,
     device: torch.device,
     rng: random.Random,
-    *,
-    prefixes: tuple[str, ...] = ("time traveller", "traveller"),
+    prefixes: tuple[str, ...] = (),
     num_preds: int = 50,
     label: str = "",
     quiet: bool = False,
@@ -164,7 +160,8 @@ def train(
         tick = time.perf_counter()
         batches = sampler.batches(tokens, recipe.batch_size, recipe.num_steps, rng)
         for step, (X, Y) in enumerate(batches, 1):
-            state = next_state(model, state, sampler.carries_state, X.shape[0], device)
+            state = next_state(model, state, carries=sampler.carries_state,
+                               batch_size=X.shape[0], device=device)
             y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits
             with autocast:
                 logits, state = model(X.to(device), state)
@@ -191,12 +188,16 @@ def train(
                            threads=torch.get_num_threads())
         last = epoch + 1 == recipe.epochs
         if data.valid and (last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0)):
-            point.valid_ppl = evaluate(model, data.valid, recipe, sampler.carries_state, device)
+            point.valid_ppl = evaluate(model, data.valid, recipe=recipe,
+                                       carries=sampler.carries_state, device=device)
         curve.append(point)
         bar.set_postfix(ppl=f"{point.train_ppl:.2f}", refresh=False)
     bar.close()
-    samples = {p: predict(model, p, num_preds, data, device) for p in prefixes}
+    generated = {p: generate_text(model, p, num_preds=num_preds, vocab=data.vocab,
+                                  tokenizer=data.tokenizer, separator=data.separator,
+                                  device=device)
+                 for p in prefixes}
     return TrainResult(
         "ok", curve[-1].train_ppl, curve[-1].valid_ppl, steady_rate(rates),
-        time.perf_counter() - started, num_params, samples, curve,
+        time.perf_counter() - started, num_params, generated, curve,
     )

@@ -8,19 +8,15 @@ and deep versions of both (§9.3).
 - ``gru`` / ``lstm``: torch ``nn.GRU`` / ``nn.LSTM`` over one-hot input, in the same
   wrapper as ``nnrnn`` (:class:`harness_builtins.rnn.TorchRNN`).
 
-``--layers N`` stacks N layers for all four (d2l §9.3: layer ``l`` reads the hidden states
-of layer ``l - 1``), with ``--dropout`` on the outputs of every layer but the last, as torch
-does. For the scratch models the state of N layers is the layers' states one after the
-other: ``(H_1, ..., H_N)`` for the GRU and ``(H_1, C_1, ..., H_N, C_N)`` for the LSTM, which
-is exactly d2l's state when N is 1.
+``--layers N`` stacks N layers (d2l §9.3), with ``--dropout`` on the outputs of every layer
+but the last, as torch does. A scratch model's state is its layers' states in order:
+``(H_1, ..., H_N)`` for the GRU, ``(H_1, C_1, ..., H_N, C_N)`` for the LSTM (d2l's for N = 1).
 
-Speed without changing the math: the input is one-hot, so ``one_hot(X) @ W_x?`` is the row
-lookup ``W_x?[X]``; the input projections of all gates and all steps are computed at once
-before the time loop (the gates' weights side by side), the hidden-to-hidden products of the
-gates that share an input are one product per step, and the output layer runs once after
-the loop. The time loop itself runs in fused kernels with hand-written backward passes
-(:mod:`harness_builtins.kernels`). The tests check outputs and gradients against a
-transcription of d2l's code.
+For speed, without changing the math: the one-hot input product is a row lookup, all
+gates' input projections for all steps are computed before the time loop, gates that read
+the same input share one product per step, the output layer runs once after the loop, and
+the loop runs in fused kernels (:mod:`harness_builtins.kernels`). Tests check outputs and
+gradients against a transcription of d2l's code.
 """
 
 from __future__ import annotations

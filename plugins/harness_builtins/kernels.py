@@ -16,18 +16,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from harness.machine.determinism import reproducible_mode
-
 
 class RowLookup(torch.autograd.Function):
     """``one_hot(X) @ table``, computed as the row gather ``table[X]``: ``X`` (...) holds
     token ids, ``table`` is (V, N), the result (..., N) in ``dtype``.
 
     The same values and gradient as ``F.embedding``, whose CPU backward sorts the ids;
-    here the gradient is one ``index_add_`` of the output gradient's rows, about 2.5x
-    faster for the (35 * 32, 512) inputs of the seed's recipe. With a lower ``dtype``
-    (bf16), the rows are gathered from the table cast to it (the same values as casting
-    the gathered rows) and the gradient is still summed in the table's own dtype.
+    here the gradient is one ``index_add_`` of the output gradient's rows (measured faster
+    at the seed's shapes; see benchmarks/README.md). With a lower ``dtype`` (bf16) the rows
+    are gathered from the table cast to it, and the gradient is still summed in the
+    table's own dtype.
     """
 
     @staticmethod
@@ -52,27 +50,19 @@ def row_lookup(X: Tensor, table: Tensor, dtype: torch.dtype | None = None) -> Te
     return RowLookup.apply(X, table, dtype or table.dtype)
 
 
-def batch_parts(batch_size: int, tensor: Tensor) -> int:
+def batch_parts(batch_size: int, tensor: Tensor, *, reproducible: bool) -> int:
     """How many row blocks a recurrence over ``tensor`` (its device and dtype) splits its
     batch into: on CPU in fp32, one per intra-op thread where the batch divides evenly into
     blocks of at least 8 rows; else 1.
 
-    Always 1 in ``--reproducible`` mode (:mod:`harness.machine.determinism`), for speed: in
-    oneMKL's strict mode the blocks' batched products are slower, and the scratch RNN
-    trained at 90,106 and 94,875 tokens/s with blocks against 99,747 and 100,653 without
-    (2 cores, alternating in one process; in the default mode 114,732 and 113,846 with,
-    105,203 and 105,851 without). The blocks do not change the numbers in that mode:
-    500 epochs of the default grid, serially on 2 threads in 2 blocks and with ``--jobs
-    2`` on 1 thread in 1 block, gave the same perplexities bit for bit, all six.
-
-    A batch's rows are independent recurrences. Run as one product per step, both cores
-    share every step's ``(B, H) @ (H, H)`` product and the single-threaded elementwise
-    op after it reads rows the other core wrote; run as a batched product of P row
-    blocks (``baddbmm_``), each core keeps its own rows from step to step. On 2 cores
-    this makes the scratch RNN's recurrence about 8% faster. Not in bf16, where CPU
-    batched products are several times slower than ``addmm``.
+    A batch's rows are independent recurrences: as a batched product of P row blocks
+    (``baddbmm_``) each core keeps its own rows from step to step, instead of reading
+    rows the other core wrote after every shared product. Not in bf16, whose CPU batched
+    products are slow, and not when ``reproducible`` (``ModelSettings.reproducible``):
+    strict mode's batched products are slower, though blocks do not change its numbers.
+    Measurements: benchmarks/README.md.
     """
-    if tensor.device.type != "cpu" or tensor.dtype != torch.float32 or reproducible_mode():
+    if tensor.device.type != "cpu" or tensor.dtype != torch.float32 or reproducible:
         return 1
     parts = torch.get_num_threads()
     if parts < 2 or batch_size % parts or batch_size // parts < 8:
@@ -108,9 +98,9 @@ class TanhRecurrence(torch.autograd.Function):
     Each step is two kernels in either direction: forward, ``H_t = A_t + H_{t-1} @ W_hh``
     accumulated in place into ``A``'s buffer, then ``tanh_``; backward, ``tanh_backward``
     in place, then ``dH_{t-1} += dA_t @ W_hh^T`` in place into a copy of the incoming
-    gradient. The batch runs as :func:`batch_parts` row blocks. ``W_hh^T`` is made
-    contiguous once per call: CPU BLAS runs the per-step product with a transposed view
-    about 1.4x slower.
+    gradient. The batch runs as :func:`batch_parts` row blocks (one when
+    ``reproducible``). ``W_hh^T`` is made contiguous once per call: CPU BLAS runs the
+    per-step product slower with a transposed view.
 
     With ``inplace``, ``A`` itself becomes that buffer and is returned as the hidden
     states (``ctx.mark_dirty``, so autograd refuses it where ``A``'s old values are still
@@ -119,7 +109,7 @@ class TanhRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, A: Tensor, h0: Tensor, W_hh: Tensor, dtype: torch.dtype,
-                inplace: bool) -> Tensor:
+                inplace: bool, reproducible: bool) -> Tensor:
         ctx.dtypes = (A.dtype, h0.dtype, W_hh.dtype)
         h0, W_hh = h0.to(dtype), W_hh.to(dtype)
         if inplace:
@@ -130,7 +120,7 @@ class TanhRecurrence(torch.autograd.Function):
             hs = A
         else:
             hs = A.to(dtype, memory_format=torch.contiguous_format, copy=True)
-        ctx.parts = parts = batch_parts(hs.shape[1], hs)
+        ctx.parts = parts = batch_parts(hs.shape[1], hs, reproducible=reproducible)
         blocks, h = row_blocks(hs, parts), row_blocks(h0, parts)  # (T, P, B / P, H)
         W, product_ = block_product(W_hh, parts)
         for t in range(hs.shape[0]):
@@ -139,7 +129,8 @@ class TanhRecurrence(torch.autograd.Function):
         return hs
 
     @staticmethod
-    def backward(ctx: Any, grad_hs: Tensor) -> tuple[Tensor, Tensor | None, Tensor, None, None]:
+    def backward(ctx: Any, grad_hs: Tensor
+                 ) -> tuple[Tensor, Tensor | None, Tensor, None, None, None]:
         h0, W_hh, hs = ctx.saved_tensors
         grad = torch.empty_like(hs).copy_(grad_hs)  # dL/dH_t, then (in place) dL/dA_t
         W_t = W_hh.t().contiguous()
@@ -160,7 +151,7 @@ class TanhRecurrence(torch.autograd.Function):
                                            grad[1:].reshape(-1, size))
         dtype_A, dtype_h0, dtype_W = ctx.dtypes
         return (grad.to(dtype_A), None if carry is None else carry.to(dtype_h0),
-                grad_W.to(dtype_W), None, None)
+                grad_W.to(dtype_W), None, None, None)
 
 
 def compute_dtype(tensor: Tensor) -> torch.dtype:
@@ -171,18 +162,20 @@ def compute_dtype(tensor: Tensor) -> torch.dtype:
     return tensor.dtype
 
 
-def tanh_recurrence(A: Tensor, h0: Tensor, W_hh: Tensor) -> Tensor:
+def tanh_recurrence(A: Tensor, h0: Tensor, W_hh: Tensor, *, reproducible: bool = False
+                    ) -> Tensor:
     """All hidden states of a tanh RNN, in autocast's dtype where it is on; see
-    :class:`TanhRecurrence`."""
-    return TanhRecurrence.apply(A, h0, W_hh, compute_dtype(A), False)
+    :class:`TanhRecurrence` (``reproducible``: the run's mode, see :func:`batch_parts`)."""
+    return TanhRecurrence.apply(A, h0, W_hh, compute_dtype(A), False, reproducible)
 
 
-def tanh_recurrence_(A: Tensor, h0: Tensor, W_hh: Tensor) -> Tensor:
+def tanh_recurrence_(A: Tensor, h0: Tensor, W_hh: Tensor, *, reproducible: bool = False
+                     ) -> Tensor:
     """:func:`tanh_recurrence` computed in ``A``'s own memory: ``A`` (T, B, H), contiguous
     and in autocast's dtype where it is on, is overwritten with the hidden states and
     returned. For callers that build ``A`` for this call only: it saves a (T, B, H) buffer
     and a pass over it."""
-    return TanhRecurrence.apply(A, h0, W_hh, compute_dtype(A), True)
+    return TanhRecurrence.apply(A, h0, W_hh, compute_dtype(A), True, reproducible)
 
 
 class LSTMRecurrence(torch.autograd.Function):

@@ -23,17 +23,18 @@ class RNNScratch(nn.Module):
     Parameters are d2l's: ``W_xh, W_hh, b_h, W_hq, b_q``, weights drawn from
     N(0, 0.01^2), biases zero. The state is d2l's one-tuple ``(H,)``.
 
-    The input is one-hot by definition, so ``one_hot(X) @ W_xh + b_h`` is computed as the
-    row lookup ``(W_xh + b_h)[X]`` (identical values; the same gradients up to summation
-    order), for all time steps at once, without the V-wide product. The output layer too
-    runs once over all steps. Only ``H @ W_hh`` stays inside the time loop, where the
-    recurrence puts it, and that loop runs in a fused kernel with a hand-written backward
-    pass (:mod:`harness_builtins.kernels`), in the looked-up inputs' own buffer.
+    ``one_hot(X) @ W_xh + b_h`` is the row lookup ``(W_xh + b_h)[X]`` for all steps at
+    once (same values; gradients equal up to summation order), and the output layer runs
+    once over all steps; only ``H @ W_hh`` stays in the time loop, a fused kernel
+    (:mod:`harness_builtins.kernels`). ``reproducible`` (``--reproducible``) runs the batch
+    as one block whatever the thread count (:func:`harness_builtins.kernels.batch_parts`).
     """
 
-    def __init__(self, vocab_size: int, num_hiddens: int, device: torch.device) -> None:
+    def __init__(self, vocab_size: int, num_hiddens: int, device: torch.device, *,
+                 reproducible: bool = False) -> None:
         super().__init__()
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
+        self.reproducible = reproducible
 
         def normal(*shape: int) -> nn.Parameter:
             return nn.Parameter(torch.randn(size=shape, device=device) * 0.01)
@@ -53,7 +54,8 @@ class RNNScratch(nn.Module):
         # recurrence runs in (bf16 under autocast; the table's gradient stays fp32)
         table = self.W_xh + self.b_h
         inputs = row_lookup(X.T, table, compute_dtype(table))
-        hiddens = tanh_recurrence_(inputs, H, self.W_hh)  # (T, B, H), in inputs' memory
+        hiddens = tanh_recurrence_(inputs, H, self.W_hh,  # (T, B, H), in inputs' memory
+                                   reproducible=self.reproducible)
         outputs = torch.addmm(self.b_q, hiddens.reshape(-1, self.num_hiddens), self.W_hq)
         return outputs, (hiddens[-1],)  # outputs: (T * B, V)
 
@@ -87,7 +89,8 @@ def build_scratch(vocab_size: int, settings: ModelSettings, device: torch.device
         raise ValueError(f"it is d2l §8.5's one-layer RNN and cannot stack "
                          f"--layers {settings.num_layers}; nnrnn, gru, lstm, scratch-gru and "
                          "scratch-lstm can")
-    return RNNScratch(vocab_size, settings.num_hiddens, device)
+    return RNNScratch(vocab_size, settings.num_hiddens, device,
+                      reproducible=settings.reproducible)
 
 
 def build_torch_rnn(layer_cls: type[nn.RNNBase], vocab_size: int, settings: ModelSettings,

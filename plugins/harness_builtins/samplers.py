@@ -6,8 +6,8 @@
   state is re-initialised for every minibatch.
 - ``sequential-reset``: sequential partitioning, but with the state re-initialised every
   minibatch. This is what the seed's "random sampling" run does: it passes the sequential
-  iterator to ``train_ch8(..., use_random_iter=True)``, and d2l's published 1.3-1.5
-  perplexity for that row comes from it.
+  iterator to ``train_ch8(..., use_random_iter=True)``, and d2l's published perplexity
+  for that row comes from it (``tasks/timemachine.toml``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 from harness.plugin.contracts import ModelSettings, SamplerSpec
 from harness.plugin.manager import load_registry
-from harness.data.tasks import load_task, prepare
+from harness.data.taskfile import load_task
+from harness.plan.fits import prepare, task_recipe
 from harness.train.trainer import seed_everything, train
 from harness_builtins.gated import GRULayer, LSTMLayer, build_scratch_gru, build_scratch_lstm
 from harness_builtins.samplers import SAMPLERS
@@ -176,7 +177,7 @@ def test_concise_models_wrap_torch_layers(name, layer_cls, num_layers, dropout) 
 @pytest.fixture
 def data(small_task: Path):
     task = load_task(str(small_task))
-    return task, prepare(task, task.recipe)
+    return task, prepare(task, task_recipe(task))
 
 
 @pytest.mark.parametrize("name, layers", [
@@ -185,19 +186,19 @@ def data(small_task: Path):
 ])
 def test_every_gated_model_learns(data, name, layers) -> None:
     task, dataset = data
-    recipe = task.recipe.with_overrides(epochs=5, batch_size=8, num_steps=10, num_hiddens=32,
-                                        num_layers=layers, lr=2.0)
+    recipe = task_recipe(task).with_overrides(epochs=5, batch_size=8, num_steps=10,
+                                              num_hiddens=32, num_layers=layers, lr=2.0)
     rng = seed_everything(0)
     model = load_registry(autoload=False).model(name).factory(
         len(dataset.vocab), recipe.model_settings(), CPU)
-    result = train(model, SAMPLER["sequential"], dataset, recipe, CPU, rng,
+    result = train(model, SAMPLER["sequential"], data=dataset, recipe=recipe, device=CPU, rng=rng,
                    prefixes=("the time",), num_preds=5, quiet=True)
     assert result.status == "ok", result.error
     # an untrained model (weights ~ N(0, 0.01^2)) is near uniform: perplexity ~ vocab size
     assert result.curve[-1].train_ppl < result.curve[0].train_ppl
     assert result.curve[-1].train_ppl < 0.75 * len(dataset.vocab)
     assert math.isfinite(result.valid_ppl)
-    assert result.samples["the time"].startswith("the time")
+    assert result.generated["the time"].startswith("the time")
 
 
 class StateSpy(nn.Module):
@@ -220,13 +221,14 @@ class StateSpy(nn.Module):
 
 def _spy_training(data, sampler: SamplerSpec, layers: int, name: str) -> tuple[StateSpy, int]:
     task, _ = data
-    recipe = task.recipe.with_overrides(epochs=1, num_layers=layers, max_tokens=200,
-                                        valid_tokens=0)
+    recipe = task_recipe(task).with_overrides(epochs=1, num_layers=layers, max_tokens=200,
+                                              valid_tokens=0)
     dataset = prepare(task, recipe)  # no validation set: only training calls the model
     model = load_registry(autoload=False).model(name).factory(
         len(dataset.vocab), recipe.model_settings(), CPU)
     spy = StateSpy(model)
-    train(spy, sampler, dataset, recipe, CPU, random.Random(0), prefixes=(), quiet=True)
+    train(spy, sampler, data=dataset, recipe=recipe, device=CPU, rng=random.Random(0),
+          prefixes=(), quiet=True)
     return spy, sum(1 for _ in sampler.batches(dataset.train, recipe.batch_size,
                                                 recipe.num_steps, random.Random(0)))
 

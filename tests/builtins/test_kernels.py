@@ -29,15 +29,19 @@ def test_tanh_recurrence_passes_gradcheck_in_double() -> None:
     assert torch.autograd.gradcheck(tanh_recurrence, (A, h0, W))
 
 
-@pytest.mark.parametrize("steps, batch, size, parts", [(7, 4, 16, 1), (6, 16, 32, 2)])
-def test_tanh_recurrence_matches_autograd_loop(two_threads, steps, batch, size, parts) -> None:
+@pytest.mark.parametrize("steps, batch, size, reproducible, parts",
+                         [(7, 4, 16, False, 1), (6, 16, 32, False, 2), (6, 16, 32, True, 1)])
+def test_tanh_recurrence_matches_autograd_loop(two_threads, steps, batch, size, reproducible,
+                                               parts) -> None:
     torch.manual_seed(1)
     args = [torch.randn(steps, batch, size, requires_grad=True),
             torch.randn(batch, size, requires_grad=True),
             (torch.randn(size, size) * 0.2).requires_grad_(True)]
-    assert batch_parts(batch, args[0]) == parts  # one block, or the row-block path
+    # one block, or the row-block path
+    assert batch_parts(batch, args[0], reproducible=reproducible) == parts
     copies = [a.detach().clone().requires_grad_(True) for a in args]
-    ours, ref = tanh_recurrence(*args), reference(*copies)
+    ours = tanh_recurrence(*args, reproducible=reproducible)
+    ref = reference(*copies)
     torch.testing.assert_close(ours, ref)
     weights = torch.randn_like(ref)
     (ours * weights).sum().backward()
@@ -48,18 +52,23 @@ def test_tanh_recurrence_matches_autograd_loop(two_threads, steps, batch, size, 
 
 def test_batch_parts_splits_fp32_cpu_batches_by_thread_count(two_threads) -> None:
     cpu32 = torch.zeros(1)
-    assert batch_parts(32, cpu32) == 2
-    assert batch_parts(16, cpu32) == 2
-    assert batch_parts(14, cpu32) == 1  # blocks of fewer than 8 rows
-    assert batch_parts(33, cpu32) == 1  # does not divide
-    assert batch_parts(32, cpu32.bfloat16()) == 1
+    assert batch_parts(32, cpu32, reproducible=False) == 2
+    assert batch_parts(16, cpu32, reproducible=False) == 2
+    assert batch_parts(14, cpu32, reproducible=False) == 1  # blocks of fewer than 8 rows
+    assert batch_parts(33, cpu32, reproducible=False) == 1  # does not divide
+    assert batch_parts(32, cpu32.bfloat16(), reproducible=False) == 1
     torch.set_num_threads(1)
-    assert batch_parts(32, cpu32) == 1
+    assert batch_parts(32, cpu32, reproducible=False) == 1
 
 
-def test_reproducible_mode_keeps_one_block(two_threads, monkeypatch) -> None:
-    monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")  # strict mode's batched products are slower
-    assert batch_parts(32, torch.zeros(1)) == 1
+def test_reproducible_mode_keeps_one_block(two_threads) -> None:
+    # strict mode's batched products are slower
+    assert batch_parts(32, torch.zeros(1), reproducible=True) == 1
+
+
+def test_the_mode_comes_from_the_caller_not_the_environment(two_threads, monkeypatch) -> None:
+    monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")  # what --reproducible sets; not read here
+    assert batch_parts(32, torch.zeros(1), reproducible=False) == 2
 
 
 def test_inplace_tanh_recurrence_overwrites_its_input_with_the_states() -> None:

@@ -1,7 +1,9 @@
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+import harness_builtins.kernels
 from harness.plugin.contracts import ModelSettings
 from harness_builtins.rnn import RNNScratch, build_nnrnn, build_scratch
 
@@ -58,3 +60,20 @@ def test_nnrnn_is_d2ls_concise_model() -> None:
     Y, _ = model.rnn(F.one_hot(X.T, 28).float(), state)
     torch.testing.assert_close(out, model.linear(Y.reshape(-1, 16)))
 
+
+
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_scratch_takes_the_runs_mode_from_its_settings(reproducible: bool, monkeypatch) -> None:
+    """--reproducible reaches the recurrence's choice of row blocks through the factory's
+    settings, not through the environment."""
+    seen, real = [], harness_builtins.kernels.batch_parts
+
+    def recorded(*args, reproducible):
+        seen.append(reproducible)
+        return real(*args, reproducible=reproducible)
+
+    monkeypatch.setattr(harness_builtins.kernels, "batch_parts", recorded)
+    monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT" if not reproducible else "AUTO")
+    model = build_scratch(28, ModelSettings(16, reproducible=reproducible), CPU)
+    model(torch.randint(0, 28, (2, 3)), model.begin_state(2, CPU))
+    assert seen == [reproducible]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import hookimpl
-from harness.run.driver import run
+from harness import run
 from harness.plugin.contracts import ModelSpec
 from harness.errors import ConfigError
 from harness.plugin.manager import load_registry
@@ -141,12 +141,12 @@ def test_the_last_combination_takes_up_the_cores_of_a_finished_worker(
                  executor=ProcessExecutor(jobs=2, cores=2, lend_cores=lend))
     assert result.status == "complete"
     store = RunStore(result.path)
-    threads = {r["model"]: [p["threads"] for p in store.curve(r["key"])]
+    threads = {r.model: [p["threads"] for p in store.curve(r.key)]
                for r in store.records()}
     assert threads["nnrnn"] == [1, 1]
     assert threads["slow-scratch"][0] == 1
     assert threads["slow-scratch"][-1] == (2 if lend else 1)
-    assert {r["torch_threads"] for r in store.records()} == {1}  # what each started on
+    assert {r.torch_threads for r in store.records()} == {1}  # what each started on
 
 
 def test_a_model_whose_numbers_follow_the_threads_is_lent_no_cores(
@@ -157,12 +157,12 @@ def test_a_model_whose_numbers_follow_the_threads_is_lent_no_cores(
                  registry=load_registry(autoload=True),
                  executor=ProcessExecutor(jobs=2, cores=2, lend_cores=True))
     store = RunStore(result.path)
-    records = {r["model"]: r for r in store.records()}
+    records = {r.model: r for r in store.records()}
     threaded = records["slow-threaded"]
-    assert threaded["status"] == "ok"
-    assert threaded["thread_dependent_parameters"] == ["W_hq"]
-    assert [p["threads"] for p in store.curve(threaded["key"])] == [1, 1]
-    assert "thread_dependent_parameters" not in records["nnrnn"]
+    assert threaded.status == "ok"
+    assert threaded.thread_dependent_parameters == ("W_hq",)
+    assert [p["threads"] for p in store.curve(threaded.key)] == [1, 1]
+    assert not records["nnrnn"].thread_dependent_parameters
 
 
 def test_a_lone_combination_gets_every_core_from_its_first_epoch(small_task: Path,
@@ -174,8 +174,8 @@ def test_a_lone_combination_gets_every_core_from_its_first_epoch(small_task: Pat
                  executor=ProcessExecutor(jobs=2, cores=2, lend_cores=True))
     store = RunStore(result.path)
     (record,) = store.records()
-    assert [p["threads"] for p in store.curve(record["key"])] == [2, 2]
-    assert record["torch_threads"] == 2
+    assert [p["threads"] for p in store.curve(record.key)] == [2, 2]
+    assert record.torch_threads == 2
 
 
 def test_exit_reasons_name_the_signal() -> None:
@@ -200,10 +200,10 @@ def test_process_results_equal_serial_results(small_task: Path, tmp_path: Path) 
     parallel = run(**grid, executor=ProcessExecutor(jobs=2))
     assert parallel.status == "complete"
     assert parallel.table[COLUMNS].equals(serial.table[COLUMNS])
-    samples = [{r["key"]: r["samples"] for r in map(json.loads, (path / "records.jsonl")
-                                                     .read_text().splitlines())}
+    generated = [{r["key"]: r["generated"] for r in map(json.loads, (path / "records.jsonl")
+                                                       .read_text().splitlines())}
                for path in (serial.path, parallel.path)]
-    assert samples[0] == samples[1]
+    assert generated[0] == generated[1]
     manifest = json.loads((parallel.path / "manifest.json").read_text())
     assert manifest["executor"]["kind"] == "processes" and manifest["executor"]["jobs"] == 2
 

@@ -64,7 +64,7 @@ for name in registry.models.names():
                                                  torch.device("cpu"))
         except ValueError:  # scratch is one layer only
             continue
-        found[f"{name}/{layers}"] = thread_dependent_parameters(model, X, Y, threads=2)
+        found[f"{name}/{layers}"] = thread_dependent_parameters(model, X=X, Y=Y, threads=2)
 print(json.dumps(found))
 """
 
@@ -117,8 +117,8 @@ def test_the_check_names_the_parameters_whose_gradient_follows_the_threads() -> 
     model, X = HookedTable(), torch.randint(0, 5, (3, 4))
     before = [p.detach().clone() for p in model.parameters()]
     threads = torch.get_num_threads()
-    assert thread_dependent_parameters(model, X, X.roll(1, dims=1), threads=2) == ["a"]
-    assert thread_dependent_parameters(model, X, X, threads=1) == []
+    assert thread_dependent_parameters(model, X=X, Y=X.roll(1, dims=1), threads=2) == ["a"]
+    assert thread_dependent_parameters(model, X=X, Y=X, threads=1) == []
     assert torch.get_num_threads() == threads
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
@@ -160,7 +160,7 @@ def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path, site: 
         assert manifest["environment"]["reproducible"] is True
         tables.append(load_run(run_dir).set_index("model")["train_ppl"])
         store = RunStore(run_dir)
-        (slow,) = [r["key"] for r in store.records() if r["model"] == "slow-scratch"]
+        (slow,) = [r.key for r in store.records() if r.model == "slow-scratch"]
         threads.append([point["threads"] for point in store.curve(slow)])
     assert tables[0].to_dict() == tables[1].to_dict()
     assert threads[1][0] == 1 and threads[1][-1] == 2  # lent nnrnn's core on the way
@@ -170,7 +170,7 @@ def test_every_combination_warms_the_vector_math_up_before_its_model_runs(
         small_task: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import harness.train.combination
     from harness import hookimpl
-    from harness.run.driver import run
+    from harness import run
     from harness.plugin.contracts import ModelSpec
     from harness.plugin.manager import load_registry
     from harness_builtins.rnn import build_scratch

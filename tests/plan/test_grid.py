@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.run.driver import load_run, run
+from harness import load_run, run
 from harness.results.compare import compare_runs
 from harness.errors import ConfigError
 from harness.plan.grid import grid_points, normalize_grid, parse_set_options
-from harness.plan.plan import Combination, make_plan
+from harness.plan.plan import Combination
+from helpers import make_plan
+from harness.drive.resume import run_settings
 from harness.plugin.manager import load_registry
 from harness.results.report import render_report
 from harness.results.stats import aggregate
@@ -86,7 +88,7 @@ def test_the_plan_multiplies_the_grid_and_validates_every_point(small_task: Path
                      grid=GRID)
     assert len(plan.combinations) == 2 * 1 * 2 * 4
     assert len({c.key for c in plan.combinations}) == len(plan.combinations)
-    assert plan.settings()["grid"] == {"num_hiddens": [8, 16], "lr": [0.5, 1.0]}
+    assert run_settings(plan).to_json()["grid"] == {"num_hiddens": [8, 16], "lr": [0.5, 1.0]}
     combo = next(c for c in plan.combinations if dict(c.settings) == {"num_hiddens": 16,
                                                                       "lr": 0.5})
     recipe = plan.recipe_for(combo)
@@ -110,19 +112,20 @@ def grid_run(module_small_task: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 def test_every_record_carries_its_settings_and_trains_with_them(grid_run: Path) -> None:
     records = RunStore.open(grid_run).records()
-    assert len(records) == 8 and all(r["status"] == "ok" for r in records)
+    assert len(records) == 8 and all(r.status == "ok" for r in records)
     for record in records:
-        settings = record["settings"]
+        settings = record.settings
         assert set(settings) == {"num_hiddens", "lr"}
-        assert record["model_settings"]["num_hiddens"] == settings["num_hiddens"]
-        assert record["key"] == Combination.from_dict(record).key
-    assert {(r["settings"]["num_hiddens"], r["settings"]["lr"]) for r in records} == {
+        assert record.model_settings["num_hiddens"] == settings["num_hiddens"]
+        assert record.key == Combination(record.model, record.sampler, record.seed,
+                                         tuple(record.settings.items())).key
+    assert {(r.settings["num_hiddens"], r.settings["lr"]) for r in records} == {
         (8, 0.5), (8, 1.0), (16, 0.5), (16, 1.0)}
     # The hidden size changes the model, and the learning rate changes what it learns.
-    params = {r["settings"]["num_hiddens"]: r["num_params"] for r in records}
+    params = {r.settings["num_hiddens"]: r.num_params for r in records}
     assert params[8] < params[16]
-    ppl = {(r["settings"]["lr"], r["seed"]): r["train_ppl"] for r in records
-           if r["settings"]["num_hiddens"] == 8}
+    ppl = {(r.settings["lr"], r.seed): r.metric("train_ppl") for r in records
+           if r.settings["num_hiddens"] == 8}
     assert ppl[(0.5, 0)] != ppl[(1.0, 0)]
     manifest = json.loads((grid_run / "manifest.json").read_text())
     assert manifest["settings"]["grid"] == {"num_hiddens": [8, 16], "lr": [0.5, 1.0]}

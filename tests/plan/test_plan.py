@@ -5,7 +5,8 @@ import pytest
 from harness import hookimpl
 from harness.plugin.contracts import ModelSpec
 from harness.errors import ConfigError
-from harness.plan.plan import Combination, build_plan, make_plan, split_names
+from harness.plan.plan import Combination, build_plan
+from helpers import make_plan
 from harness.plugin.manager import load_registry
 from harness_builtins.rnn import build_scratch
 
@@ -26,11 +27,11 @@ def test_names_that_sanitise_to_the_same_file_name_are_refused(small_task: Path)
 def test_build_plan_keeps_the_given_combinations_and_remembers_the_task_file(
         small_task: Path) -> None:
     combos = (Combination("nnrnn", "random", 4), Combination("scratch", "sequential", 1))
-    plan = build_plan(load_registry(), combos, str(small_task), {"epochs": 2})
+    plan = build_plan(load_registry(), combos, task=str(small_task), overrides={"epochs": 2})
     assert plan.combinations == combos and plan.recipe.epochs == 2
     assert plan.task_ref == str(small_task.resolve())
     with pytest.raises(ConfigError, match="unknown model"):
-        build_plan(load_registry(), (Combination("nope", "random", 0),), str(small_task))
+        build_plan(load_registry(), (Combination("nope", "random", 0),), task=str(small_task))
 
 
 def test_a_grid_is_checked_against_each_points_recipe_not_the_unused_base(
@@ -47,13 +48,6 @@ def test_a_grid_is_checked_against_each_points_recipe_not_the_unused_base(
                   grid={"batch-size": ["2", "8", "9"]})
     with pytest.raises(ConfigError, match="batch_size 4 x num_steps 5 needs at least 26"):
         make_plan(load_registry(), ["scratch"], ["sequential"], [0], str(small_task), tiny)
-
-
-def test_split_names_keeps_an_explicitly_empty_list_empty() -> None:
-    assert split_names(None, ("a", "b"), ["a", "b", "c"]) == ["a", "b"]
-    assert split_names("all", ("a",), ["a", "b", "c"]) == ["a", "b", "c"]
-    assert split_names(" c, a,c ", ("a",), ["a", "c"]) == ["c", "a"]
-    assert split_names("", ("a",), ["a"]) == [] and split_names(" , ", ("a",), ["a"]) == []
 
 
 @pytest.mark.parametrize("models,samplers,message", [

@@ -24,10 +24,12 @@ def test_detach_handles_none_tensor_and_nested_tuples() -> None:
 def test_next_state_resets_or_carries() -> None:
     model = Model()
     w = torch.ones(2, 3, requires_grad=True)
-    first = next_state(model, None, True, 2, torch.device("cpu"))
+    first = next_state(model, None, carries=True, batch_size=2, device=torch.device("cpu"))
     assert model.calls == 1 and first[0].shape == (2, 3)
-    carried = next_state(model, (w * 5, w * 6), True, 2, torch.device("cpu"))
+    carried = next_state(model, (w * 5, w * 6), carries=True, batch_size=2,
+                         device=torch.device("cpu"))
     assert model.calls == 1
     assert torch.equal(carried[0], torch.full((2, 3), 5.0)) and not carried[1].requires_grad
-    reset = next_state(model, (w * 5, w * 6), False, 2, torch.device("cpu"))
+    reset = next_state(model, (w * 5, w * 6), carries=False, batch_size=2,
+                       device=torch.device("cpu"))
     assert model.calls == 2 and torch.equal(reset[0], torch.zeros(2, 3))

@@ -7,45 +7,47 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.run.driver import run
-from harness.run.driver import sample as api_sample
+from harness import run
+from harness.drive.generate import generate as api_generate
 from harness.results.checkpoints import encode_weights, save_checkpoint, save_vocab
 from harness.cli import main
 from harness.plugin.contracts import ModelSettings
+from harness.results.schema import Record
 from harness.results.store import RunStore
-from harness.data.tasks import load_task, prepare
+from helpers import blank_manifest
+from harness.data.taskfile import load_task
+from harness.plan.fits import prepare, task_recipe
 from harness_builtins.rnn import build_scratch
 
 SETTINGS = ModelSettings(num_hiddens=16)
 
 
-def sample(*args: str) -> object:
-    return CliRunner().invoke(main, ["sample", *args])
+def generate(*args: str) -> object:
+    return CliRunner().invoke(main, ["generate", *args])
 
 
 def saved_run(tmp_path: Path, small_task: Path, weights: bytes) -> RunStore:
     """A run directory holding one checkpoint of ``scratch`` (written as the driver does),
     without training: the checkpoint's bytes are the test's to choose."""
     task = load_task(str(small_task))
-    data = prepare(task, task.recipe)
-    store = RunStore.create(tmp_path / "runs", {"status": "complete"})
+    data = prepare(task, task_recipe(task))
+    store = RunStore.create(tmp_path / "runs", blank_manifest())
     save_vocab(store, data)
-    record = {"key": "scratch__sequential__seed0", "model": "scratch",
-              "sampler": "sequential", "seed": 0, "status": "ok",
-              "model_settings": {"num_hiddens": 16, "num_layers": 1, "dropout": 0.0}}
-    record["checkpoint"] = save_checkpoint(store, record["key"], weights)
+    record = Record(key="scratch__sequential__seed0", model="scratch", sampler="sequential",
+                    seed=0, model_settings={"num_hiddens": 16, "num_layers": 1, "dropout": 0.0})
+    record = record.with_changes(checkpoint=save_checkpoint(store, record.key, weights))
     store.append_record(record)
     return store
 
 
 def untrained(small_task: Path) -> bytes:
     task = load_task(str(small_task))
-    return encode_weights(build_scratch(len(prepare(task, task.recipe).vocab), SETTINGS,
+    return encode_weights(build_scratch(len(prepare(task, task_recipe(task)).vocab), SETTINGS,
                                         torch.device("cpu")))
 
 
-def test_saved_weights_regenerate_the_runs_own_greedy_sample(small_task: Path,
-                                                              tmp_path: Path) -> None:
+def test_saved_weights_regenerate_the_runs_own_greedy_text(small_task: Path,
+                                                            tmp_path: Path) -> None:
     result = run(models=["scratch"], samplers=["sequential", "random"], task=str(small_task),
                  output_dir=tmp_path, quiet=True, epochs=2, save_checkpoints=True)
     records = {r["sampler"]: r for r in map(json.loads, (result.path / "records.jsonl")
@@ -54,17 +56,21 @@ def test_saved_weights_regenerate_the_runs_own_greedy_sample(small_task: Path,
     vocab = json.loads((result.path / "checkpoints" / "vocab.json").read_text())
     assert vocab["tokens"][0] == "<unk>" and vocab["tokenizer"] == "char"
 
-    greedy = sample(str(result.path), "--model", "scratch", "--sampler", "random",
+    greedy = generate(str(result.path), "--model", "scratch", "--sampler", "random",
                     "--prefix", "the time", "--length", "10")
     assert greedy.exit_code == 0, greedy.output
-    assert greedy.stdout.strip() == records["random"]["samples"]["the time"]
+    assert greedy.stdout.strip() == records["random"]["generated"]["the time"]
+    alias = CliRunner().invoke(main, ["sample", str(result.path), "--model", "scratch",
+                                      "--sampler", "random", "--prefix", "the time",
+                                      "--length", "10"])  # the hidden old name
+    assert alias.exit_code == 0 and alias.stdout == greedy.stdout
 
-    drawn = [sample(str(result.path), "-m", "scratch", "-s", "random", "-p", "the time",
+    drawn = [generate(str(result.path), "-m", "scratch", "-s", "random", "-p", "the time",
                     "-t", "1.5", "--top-k", "3", "--draw-seed", "7").stdout for _ in range(2)]
     assert drawn[0] == drawn[1] and drawn[0].startswith("the time")
     assert len(drawn[0].strip()) == len("the time") + 50
 
-    ambiguous = sample(str(result.path), "--model", "scratch", "--prefix", "the")
+    ambiguous = generate(str(result.path), "--model", "scratch", "--prefix", "the")
     assert ambiguous.exit_code == 2
     assert "several checkpoints match" in ambiguous.output
     assert "--sampler random" in ambiguous.output
@@ -91,7 +97,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(small_task: Path, tmp_path:
         torch.save(payload, target)
     else:
         target.write_bytes(pickle.dumps(payload))
-    result = sample(str(store.path), "--model", "scratch", "--prefix", "the")
+    result = generate(str(store.path), "--model", "scratch", "--prefix", "the")
     assert result.exit_code == 2
     assert "refused" in result.output and "could run code" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -101,7 +107,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(small_task: Path, tmp_path:
 def test_a_truncated_checkpoint_is_a_clear_error(small_task: Path, tmp_path: Path) -> None:
     weights = untrained(small_task)
     store = saved_run(tmp_path, small_task, weights[: len(weights) // 2])
-    result = sample(str(store.path), "--model", "scratch", "--prefix", "the")
+    result = generate(str(store.path), "--model", "scratch", "--prefix", "the")
     assert result.exit_code == 2
     assert "truncated or corrupt" in result.output
     assert "scratch__sequential__seed0.pt" in result.output
@@ -109,13 +115,13 @@ def test_a_truncated_checkpoint_is_a_clear_error(small_task: Path, tmp_path: Pat
 
 def test_untrained_weights_load_and_generate(small_task: Path, tmp_path: Path) -> None:
     store = saved_run(tmp_path, small_task, untrained(small_task))
-    result = sample(str(store.path), "--model", "scratch", "--prefix", "the", "-n", "5")
+    result = generate(str(store.path), "--model", "scratch", "--prefix", "the", "-n", "5")
     assert result.exit_code == 0 and len(result.stdout.strip()) == 8
 
 
 def test_runs_without_checkpoints_say_how_to_get_them(tmp_path: Path) -> None:
-    store = RunStore.create(tmp_path, {"status": "complete"})
-    result = sample(str(store.path), "--model", "scratch", "--prefix", "the")
+    store = RunStore.create(tmp_path, blank_manifest())
+    result = generate(str(store.path), "--model", "scratch", "--prefix", "the")
     assert result.exit_code == 2 and "--save-checkpoints" in result.output
 
 
@@ -146,31 +152,31 @@ def test_set_picks_the_checkpoint_of_a_grid_point(small_task: Path, tmp_path: Pa
                  output_dir=tmp_path, quiet=True, save_checkpoints=True,
                  grid={"num_hiddens": [8, 16]})
     path = str(result.path)
-    ambiguous = sample(path, "-m", "scratch", "-s", "random", "--seed", "0", "-p", "the")
+    ambiguous = generate(path, "-m", "scratch", "-s", "random", "--seed", "0", "-p", "the")
     assert ambiguous.exit_code == 2 and "several checkpoints match" in ambiguous.output
     assert ("choose from: --model scratch --sampler random --seed 0 --set num_hiddens=8, "
             "--model scratch --sampler random --seed 0 --set num_hiddens=16") in ambiguous.output
-    records = {r["settings"]["num_hiddens"]: r for r in RunStore(result.path).records()}
+    records = {r.settings["num_hiddens"]: r for r in RunStore(result.path).records()}
     for hidden, option in ((16, "hidden=16"), (8, "num_hiddens=8")):
-        picked = sample(path, "-m", "scratch", "--set", option, "-p", "the time", "-n", "10")
+        picked = generate(path, "-m", "scratch", "--set", option, "-p", "the time", "-n", "10")
         assert picked.exit_code == 0, picked.output
-        assert picked.stdout.rstrip("\n") == records[hidden]["samples"]["the time"]
-    assert api_sample(result.path, "scratch", "the time", length=10,
-                      settings={"num_hiddens": 16}) == records[16]["samples"]["the time"]
+        assert picked.stdout.rstrip("\n") == records[hidden].generated["the time"]
+    assert api_generate(result.path, model="scratch", prefix="the time", length=10,
+                        settings={"num_hiddens": 16}) == records[16].generated["the time"]
     for options, message in ((["--set", "hidden=32"], "no checkpoint matches"),
                              (["--set", "hidden=8,16"], "give one value"),
                              (["--set", "bogus=1"], "unknown setting 'bogus'")):
-        refused = sample(path, "-m", "scratch", *options, "-p", "the")
+        refused = generate(path, "-m", "scratch", *options, "-p", "the")
         assert refused.exit_code == 2 and message in refused.output, refused.output
         assert len(refused.output.strip().splitlines()) == 1
 
 
 def test_the_prefix_is_preprocessed_as_the_corpus_was(small_task: Path, tmp_path: Path) -> None:
     store = saved_run(tmp_path, small_task, untrained(small_task))
-    typed = sample(str(store.path), "-m", "scratch", "-p", "Time,  Traveller! ", "-n", "0")
+    typed = generate(str(store.path), "-m", "scratch", "-p", "Time,  Traveller! ", "-n", "0")
     assert typed.exit_code == 0, typed.output
     assert typed.stdout == "time traveller \n"  # the trailing space the user typed stays
-    greedy = [sample(str(store.path), "-m", "scratch", "-p", p, "-n", "8").stdout
+    greedy = [generate(str(store.path), "-m", "scratch", "-p", p, "-n", "8").stdout
               for p in ("THE Time", "the time")]
     assert greedy[0] == greedy[1] and "<unk>" not in greedy[0]
 
@@ -182,10 +188,10 @@ def test_the_prefix_is_preprocessed_as_the_corpus_was(small_task: Path, tmp_path
     (["-t", "1", "--draw-seed", "99999999999999999999999"], "--draw-seed must be from 0 to"),
     (["-t", "1", "--draw-seed", "-1"], "--draw-seed must be from 0 to"),
 ])
-def test_bad_sampling_options_are_one_line_errors(small_task: Path, tmp_path: Path,
+def test_bad_drawing_options_are_one_line_errors(small_task: Path, tmp_path: Path,
                                                   options: list[str], message: str) -> None:
     store = saved_run(tmp_path, small_task, untrained(small_task))
-    result = sample(str(store.path), "-m", "scratch", "-p", "the", *options)
+    result = generate(str(store.path), "-m", "scratch", "-p", "the", *options)
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
 
@@ -193,7 +199,7 @@ def test_bad_sampling_options_are_one_line_errors(small_task: Path, tmp_path: Pa
 def test_a_tiny_temperature_draws_the_likeliest_token(small_task: Path, tmp_path: Path) -> None:
     store = saved_run(tmp_path, small_task, untrained(small_task))
     args = [str(store.path), "-m", "scratch", "-p", "the", "-n", "10"]
-    greedy = sample(*args)
-    tiny = sample(*args, "-t", "1e-300", "--draw-seed", "3")
+    greedy = generate(*args)
+    tiny = generate(*args, "-t", "1e-300", "--draw-seed", "3")
     assert tiny.exit_code == 0, tiny.output
     assert tiny.stdout == greedy.stdout

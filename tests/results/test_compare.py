@@ -2,17 +2,20 @@ import csv
 import io
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.run.driver import run
+from harness import run
 from harness.cli import main
 from harness.results.compare import IncomparableRuns, compare_runs, format_comparison
 from harness.errors import ConfigError
+from harness.results.schema import Record, RunSettings
 from harness.results.store import RunStore
+from helpers import blank_manifest
 
 SEEDS = [0, 1, 2]
 
@@ -98,16 +101,15 @@ def test_three_runs_compare_each_with_the_first(runs: dict[str, Path]) -> None:
 
 def make_store(root: Path, values: dict[tuple, list[tuple[str, float, float]]],
                recipe: dict | None = None, grid: dict | None = None) -> Path:
-    store = RunStore.create(root, {"status": "complete", "settings": {
+    store = RunStore.create(root, blank_manifest(settings=RunSettings.from_json({
         "task": "t", "recipe": recipe or {"lr": 1.0}, "corpus": {"sha1": "abc"},
-        "grid": grid or {}}})
+        "grid": grid or {}})))
     for (model, sampler, *setting), seeds in values.items():
         for seed, (status, ppl, speed) in enumerate(seeds):
-            record = {"key": f"{model}-{sampler}-{setting}-{seed}", "model": model,
-                      "sampler": sampler, "seed": seed, "status": status,
-                      "train_ppl": ppl, "valid_ppl": None, "tokens_per_sec": speed}
-            if setting:
-                record["settings"] = {"num_hiddens": setting[0]}
+            record = Record(key=f"{model}-{sampler}-{setting}-{seed}", model=model,
+                            sampler=sampler, seed=seed, status=status,
+                            metrics={"train_ppl": ppl, "tokens_per_sec": speed},
+                            settings={"num_hiddens": setting[0]} if setting else {})
             store.append_record(record)
     return store.path
 
@@ -151,9 +153,9 @@ def test_corpus_differences_are_listed(tmp_path: Path) -> None:
     b = make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}, recipe={"lr": 1.0})
     other = RunStore.open(b)
     manifest = other.manifest()
-    manifest["settings"]["corpus"]["sha1"] = "def"
-    manifest["settings"]["task"] = "u"
-    other.write_manifest(manifest)
+    settings = replace(manifest.settings, task="u", corpus={**manifest.settings.corpus,
+                                                            "sha1": "def"})
+    other.write_manifest(manifest.with_changes(settings=settings))
     with pytest.raises(IncomparableRuns) as error:
         compare_runs([a, b])
     message = str(error.value)
@@ -187,11 +189,12 @@ def test_precision_is_an_execution_choice_not_a_refusal(tmp_path: Path) -> None:
 def test_recipe_fields_a_grid_varies_need_not_agree() -> None:
     from harness.results.compare import comparable_settings
 
-    manifest = {"settings": {"task": "t", "recipe": {"lr": 1.0, "epochs": 5},
-                             "grid": {"lr": [0.5, 2.0]}}}
+    manifest = blank_manifest(settings=RunSettings.from_json(
+        {"task": "t", "recipe": {"lr": 1.0, "epochs": 5}, "grid": {"lr": [0.5, 2.0]}}))
     flat = comparable_settings(manifest)
     assert "recipe.lr" not in flat and flat["recipe.epochs"] == 5
-    assert "recipe.lr" in comparable_settings({"settings": {"recipe": {"lr": 1.0}}})
+    plain = blank_manifest(settings=RunSettings.from_json({"recipe": {"lr": 1.0}}))
+    assert "recipe.lr" in comparable_settings(plain)
 
 
 def test_a_plain_run_pairs_with_the_grid_point_of_its_own_recipe(tmp_path: Path) -> None:

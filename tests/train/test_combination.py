@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.plan.plan import make_plan
+from helpers import make_plan
 from harness.plugin.manager import load_registry
 from harness.machine.determinism import VARIABLE
 from harness.train.combination import lost_outcome, run_combination
@@ -25,12 +25,12 @@ def slow_registry(site: Path):
 def train(registry, task: Path, model: str, lend: bool) -> tuple[dict, list[int]]:
     """One combination of ``model`` for 2 epochs; the record, and the thread counts a
     worker would have been offered lent cores at (empty when it was offered none)."""
-    plan = make_plan(registry, [model], ["sequential"], [0], str(task), device="cpu",
-                     overrides={"epochs": 2})
+    plan = make_plan(registry, [model], ["sequential"], [0], str(task), {"epochs": 2},
+                     device="cpu")
     offers: list[int] = []
-    outcome = run_combination(plan, plan.combinations[0], registry, quiet=True,
+    outcome = run_combination(plan, plan.combinations[0], registry=registry, quiet=True,
                               take_lent_threads=(lambda: offers.append(1)) if lend else None)
-    assert outcome.record["status"] == "ok", outcome.traceback
+    assert outcome.record.status == "ok", outcome.traceback
     return outcome.record, offers
 
 
@@ -43,9 +43,9 @@ def test_a_combination_is_lent_threads_only_if_its_model_passes_the_check(
     assert offers == ([1, 1] if lent else [])  # before each of the 2 epochs, or never
     warning = capsys.readouterr().err
     if lent:
-        assert "thread_dependent_parameters" not in record and "warning" not in warning
+        assert not record.thread_dependent_parameters and "warning" not in warning
     else:
-        assert record["thread_dependent_parameters"] == ["W_hq"]
+        assert record.thread_dependent_parameters == ("W_hq",)
         assert "W_hq depend on the thread count" in warning and "lent no cores" in warning
 
 
@@ -54,13 +54,13 @@ def test_reproducible_mode_checks_every_combination_lent_or_not(
     monkeypatch.setenv(VARIABLE, "AUTO,STRICT")  # as harness run --reproducible sets it
     threaded, _ = train(slow_registry, small_task, "slow-threaded", lend=False)
     clean, _ = train(slow_registry, small_task, "slow-scratch", lend=False)
-    assert threaded["thread_dependent_parameters"] == ["W_hq"]
-    assert "thread_dependent_parameters" not in clean
+    assert threaded.thread_dependent_parameters == ("W_hq",)
+    assert not clean.thread_dependent_parameters
     warning = capsys.readouterr().err
     assert "even in --reproducible mode" in warning and "lent" not in warning
     monkeypatch.delenv(VARIABLE)
     unchecked, _ = train(slow_registry, small_task, "slow-threaded", lend=False)
-    assert "thread_dependent_parameters" not in unchecked  # the default mode promises none
+    assert not unchecked.thread_dependent_parameters  # the default mode promises none
 
 
 def test_the_check_leaves_the_combinations_numbers_as_they_were(
@@ -75,8 +75,9 @@ def test_the_check_leaves_the_combinations_numbers_as_they_were(
     finally:
         torch.set_num_threads(threads)
     assert offers == [1, 1]
-    for field in ("train_ppl", "valid_ppl", "samples", "torch_threads"):
-        assert checked[field] == plain[field]
+    for name in ("train_ppl", "valid_ppl"):
+        assert checked.metric(name) == plain.metric(name)
+    assert (checked.generated, checked.torch_threads) == (plain.generated, plain.torch_threads)
 
 
 def test_a_checkpoint_that_cannot_be_saved_fails_its_combination_not_the_run(
@@ -84,7 +85,7 @@ def test_a_checkpoint_that_cannot_be_saved_fails_its_combination_not_the_run(
     import threading
 
     from harness import hookimpl
-    from harness.run.driver import run
+    from harness import run
     from harness_builtins.rnn import build_scratch
 
     class Unsaveable:
@@ -104,12 +105,12 @@ def test_a_checkpoint_that_cannot_be_saved_fails_its_combination_not_the_run(
                  task=str(small_task), output_dir=tmp_path, quiet=True, epochs=1,
                  save_checkpoints=True, device="cpu",
                  registry=load_registry(autoload=False, extra=[Unsaveable()]))
-    records = {r["model"]: r for r in RunStore.open(result.path).records()}
-    assert records["scratch"]["status"] == "ok" and records["scratch"]["checkpoint"]
+    records = {r.model: r for r in RunStore.open(result.path).records()}
+    assert records["scratch"].status == "ok" and records["scratch"].checkpoint
     broken = records["unsaveable"]
-    assert broken["status"] == "failed" and "saving its checkpoint failed" in broken["error"]
-    assert broken["train_ppl"] is None  # as for every failed combination
-    assert len(RunStore.open(result.path).curve(broken["key"])) == 1  # its one epoch
+    assert broken.status == "failed" and "saving its checkpoint failed" in broken.error
+    assert broken.metric("train_ppl") is None  # as for every failed combination
+    assert len(RunStore.open(result.path).curve(broken.key)) == 1  # its one epoch
     assert result.status == "partial"
 
 
@@ -118,6 +119,7 @@ def test_a_lost_combination_started_when_its_time_began(small_task: Path) -> Non
     from datetime import datetime
 
     plan = make_plan(load_registry(), ["scratch"], ["sequential"], [0], str(small_task))
-    record = lost_outcome(plan.combinations[0], "timeout", "ran too long", 90.0).record
-    started, finished = (datetime.fromisoformat(record[k]) for k in ("started", "finished"))
+    record = lost_outcome(plan.combinations[0], status="timeout", error="ran too long",
+                          wall_seconds=90.0).record
+    started, finished = (datetime.fromisoformat(getattr(record, k)) for k in ("started", "finished"))
     assert (finished - started).total_seconds() == pytest.approx(90.0, abs=1.0)

@@ -7,9 +7,11 @@ import torch
 from torch import nn
 
 from harness.plan.recipe import Recipe
-from harness.data.tasks import load_task, prepare
+from harness.data.taskfile import load_task
+from harness.plan.fits import prepare, task_recipe
+from harness.train.decoding import generate_text
 from harness.train.trainer import (MAX_LOSS, clip_gradients, evaluate, evaluation_batches,
-                             perplexity, predict, seed_everything, steady_rate, train)
+                             perplexity, seed_everything, steady_rate, train)
 from harness_builtins.rnn import build_scratch
 from harness_builtins.samplers import SAMPLERS
 
@@ -71,16 +73,17 @@ class Uniform(nn.Module):
 @pytest.fixture
 def data(small_task: Path):
     task = load_task(str(small_task))
-    return task, prepare(task, task.recipe)
+    return task, prepare(task, task_recipe(task))
 
 
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(data) -> None:
     task, dataset = data
     V = len(dataset.vocab)
-    assert evaluate(Uniform(V), dataset.valid, task.recipe, False, CPU) == pytest.approx(V)
-    recipe = task.recipe.with_overrides(lr=1e-12, epochs=2)
-    result = train(Uniform(V), SAMPLER["random"], dataset, recipe, CPU, random.Random(0),
-                   prefixes=(), quiet=True)
+    assert evaluate(Uniform(V), dataset.valid, recipe=task_recipe(task), carries=False,
+                    device=CPU) == pytest.approx(V)
+    recipe = task_recipe(task).with_overrides(lr=1e-12, epochs=2)
+    result = train(Uniform(V), SAMPLER["random"], data=dataset, recipe=recipe, device=CPU,
+                   rng=random.Random(0), prefixes=(), quiet=True)
     assert result.train_ppl == pytest.approx(V, rel=1e-6)
     assert [p.epoch for p in result.curve] == [1, 2]
 
@@ -88,17 +91,17 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(data) -> None:
 def test_training_lowers_perplexity_and_records_everything(data) -> None:
     task, dataset = data
     rng = seed_everything(0)
-    model = build_scratch(len(dataset.vocab), task.recipe.model_settings(), CPU)
-    recipe = task.recipe.with_overrides(epochs=15, lr=1.0)
-    result = train(model, SAMPLER["sequential"], dataset, recipe, CPU, rng,
+    model = build_scratch(len(dataset.vocab), task_recipe(task).model_settings(), CPU)
+    recipe = task_recipe(task).with_overrides(epochs=15, lr=1.0)
+    result = train(model, SAMPLER["sequential"], data=dataset, recipe=recipe, device=CPU, rng=rng,
                    prefixes=("the time",), num_preds=10, quiet=True)
     assert result.status == "ok"
     assert result.curve[-1].train_ppl < result.curve[0].train_ppl
     assert result.valid_ppl is not None and math.isfinite(result.valid_ppl)
     assert result.tokens_per_sec > 0 and result.num_params == sum(
         p.numel() for p in model.parameters())
-    assert result.samples["the time"].startswith("the time")
-    assert len(result.samples["the time"]) == len("the time") + 10
+    assert result.generated["the time"].startswith("the time")
+    assert len(result.generated["the time"]) == len("the time") + 10
 
 
 def test_the_between_epochs_call_comes_before_each_epoch_whose_threads_are_recorded(
@@ -113,24 +116,24 @@ def test_the_between_epochs_call_comes_before_each_epoch_whose_threads_are_recor
         torch.set_num_threads(1 if len(calls) == 1 else 2)
 
     try:
-        result = train(Uniform(V), SAMPLER["random"], dataset,
-                       task.recipe.with_overrides(epochs=3), CPU, random.Random(0),
-                       prefixes=(), quiet=True, between_epochs=between_epochs)
+        result = train(Uniform(V), SAMPLER["random"], data=dataset,
+                       recipe=task_recipe(task).with_overrides(epochs=3), device=CPU,
+                       rng=random.Random(0), prefixes=(), quiet=True, between_epochs=between_epochs)
     finally:
         torch.set_num_threads(threads)
     assert len(calls) == 3
     assert [p.threads for p in result.curve] == [1, 2, 2]
 
 
-def test_same_seed_gives_identical_numbers_and_samples(data) -> None:
+def test_same_seed_gives_identical_numbers_and_generated_text(data) -> None:
     task, dataset = data
 
     def once():
         rng = seed_everything(7)
-        model = build_scratch(len(dataset.vocab), task.recipe.model_settings(), CPU)
-        r = train(model, SAMPLER["random"], dataset, task.recipe, CPU, rng,
-                  prefixes=("the",), num_preds=5, quiet=True)
-        return [p.train_ppl for p in r.curve], r.valid_ppl, r.samples
+        model = build_scratch(len(dataset.vocab), task_recipe(task).model_settings(), CPU)
+        r = train(model, SAMPLER["random"], data=dataset, recipe=task_recipe(task), device=CPU,
+                  rng=rng, prefixes=("the",), num_preds=5, quiet=True)
+        return [p.train_ppl for p in r.curve], r.valid_ppl, r.generated
 
     assert once() == once()
 
@@ -138,20 +141,27 @@ def test_same_seed_gives_identical_numbers_and_samples(data) -> None:
 def test_non_finite_loss_stops_as_diverged(data) -> None:
     task, dataset = data
     rng = seed_everything(0)
-    model = build_scratch(len(dataset.vocab), task.recipe.model_settings(), CPU)
+    model = build_scratch(len(dataset.vocab), task_recipe(task).model_settings(), CPU)
     with torch.no_grad():
         model.W_hq.fill_(float("nan"))
-    result = train(model, SAMPLER["sequential"], dataset, task.recipe, CPU, rng, quiet=True)
+    result = train(model, SAMPLER["sequential"], data=dataset, recipe=task_recipe(task),
+                   device=CPU, rng=rng, quiet=True)
     assert result.status == "diverged" and result.train_ppl is None
     assert "non-finite" in result.error and result.curve == []
 
 
-def test_predict_is_greedy_and_deterministic(data) -> None:
+def test_generated_text_is_greedy_and_deterministic(data) -> None:
     _, dataset = data
     torch.manual_seed(0)
     model = build_scratch(len(dataset.vocab), Recipe(num_hiddens=8).model_settings(), CPU)
-    a = predict(model, "the ti", 7, dataset, CPU)
-    assert a == predict(model, "the ti", 7, dataset, CPU)
+
+    def generated() -> str:
+        return generate_text(model, "the ti", num_preds=7, vocab=dataset.vocab,
+                             tokenizer=dataset.tokenizer, separator=dataset.separator,
+                             device=CPU)
+
+    a = generated()
+    assert a == generated()
     assert a.startswith("the ti") and len(a) == 13
 
 
@@ -159,8 +169,9 @@ def test_a_loss_whose_perplexity_overflows_counts_as_divergence(data) -> None:
     assert perplexity(2.0) == math.exp(2.0) and perplexity(MAX_LOSS + 1) == math.inf
     task, dataset = data
     rng = seed_everything(0)
-    model = build_scratch(len(dataset.vocab), task.recipe.model_settings(), CPU)
+    model = build_scratch(len(dataset.vocab), task_recipe(task).model_settings(), CPU)
     with torch.no_grad():
         model.W_hq.mul_(1e6)  # finite, but logits far beyond what exp() can hold
-    result = train(model, SAMPLER["sequential"], dataset, task.recipe, CPU, rng, quiet=True)
+    result = train(model, SAMPLER["sequential"], data=dataset, recipe=task_recipe(task),
+                   device=CPU, rng=rng, quiet=True)
     assert result.status == "diverged" and "at step 1 of epoch 1" in result.error

@@ -1,26 +1,20 @@
 """A small causal Transformer language model (GPT-style) under the harness's model contract.
 
-The contract (``harness.plugin.contracts.LanguageModel``) asks for ``begin_state(batch_size,
-device)`` and ``forward(X, state) -> (logits, state)``, with ``X`` token ids ``(B, T)`` and
-time-major logits ``(T * B, V)``. A Transformer has no recurrent state: all it needs to
-continue a sequence is the tokens before it. So its *state is its context window*: the last
-``max_len - 1`` token ids it has seen, a ``(B, S)`` integer tensor.
+The contract (``harness.plugin.contracts.LanguageModel``) takes token ids ``X`` ``(B, T)``
+and a state, and returns time-major logits ``(T * B, V)`` and a new state. A Transformer
+needs only the tokens before a sequence to continue it, so its *state is its context
+window*: the last ``max_len - 1`` token ids it has seen, a ``(B, S)`` integer tensor.
 
-- ``begin_state`` returns an empty ``(B, 0)`` tensor, so with the ``random`` and
-  ``sequential-reset`` samplers (fresh state every minibatch) the context is exactly the
-  minibatch's steps.
-- With ``sequential`` the state carries the previous minibatches' tokens, so the first
-  tokens of a minibatch see up to ``max_len - T`` tokens before it, as an RNN's carried
-  hidden state lets it see the past. Detaching an integer tensor changes nothing: no
-  gradient ever crosses a minibatch.
-- Greedy generation (``harness.train.trainer.predict``) feeds one token at a time with the state
-  the model returned, so each step attends over the prefix and what was generated so far.
+- ``begin_state`` is an empty ``(B, 0)`` tensor: with a fresh state every minibatch
+  (``random``, ``sequential-reset``) the context is exactly the minibatch's steps.
+- With ``sequential`` the state carries earlier minibatches' tokens, so a minibatch sees up
+  to ``max_len - T`` tokens before it; no gradient crosses minibatches (integer state).
+- Text generation feeds one token at a time with the returned state, so each step attends
+  over the prefix and what was generated so far.
 
-Positions are learned absolute embeddings numbered from the start of the window. A window
-longer than any trained on would reach untrained position embeddings, so the model records
-the longest window it was trained on (the buffer ``trained_context``, saved in
-``state_dict`` much as BatchNorm keeps its running statistics) and in eval mode looks back
-no further.
+Positions are learned embeddings numbered from the start of the window. The model records
+the longest window it was trained on (buffer ``trained_context``, saved in ``state_dict``)
+and in eval mode looks back no further, so it never reaches untrained positions.
 
 Shapes in comments: B batch, T steps of ``X``, L = S + T tokens attended, C = width
 (``num_hiddens``), V vocabulary.
@@ -33,7 +27,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from harness.plugin.contracts import ModelSettings
-from harness.machine.determinism import reproducible_mode
 
 MAX_LEN = 128
 """Position embeddings, hence the most tokens one forward pass attends over."""
@@ -52,27 +45,23 @@ def num_heads(width: int) -> int:
 
 class LayerNorm(nn.Module):
     """``nn.LayerNorm(width)``: the same parameters (``weight``, ``bias``), initial values
-    and math; in ``--reproducible`` mode, gradients that do not depend on how many
+    and math; with ``reproducible`` (the run's ``--reproducible`` mode, which the model
+    receives in ``ModelSettings.reproducible``), gradients that do not depend on how many
     threads computed them.
 
     torch's fused CPU LayerNorm sums its weight and bias gradients in one buffer per
-    thread, so the same step on 1 and on 2 threads gives different bits, even in oneMKL's
-    strict mode (measured, torch 2.13.0 on 2 cores), and ``harness run --reproducible``
-    promises the same numbers on any number of threads. In that mode the normalisation
-    is ``F.layer_norm`` without affine parameters and the scale and shift one
-    ``addcmul``, whose parameter gradients autograd sums over the rows with torch's
-    ordinary sum, which gives the same bits on 1 and 2 threads (a test checks the whole
-    model). Otherwise it is the fused kernel: the split costs the model about 4% of its
-    speed (256 wide, 2 layers, 2 threads: 20,304 and 20,815 tokens/s against 21,059 and
-    21,690).
+    thread, so its bits depend on the thread count even in oneMKL's strict mode. In that
+    mode the normalisation is ``F.layer_norm`` without affine parameters, then one
+    ``addcmul`` whose parameter gradients are ordinary sums (a test checks the whole
+    model). Otherwise it is the fused kernel, which is faster (benchmarks/README.md).
     """
 
-    def __init__(self, width: int, eps: float = 1e-5) -> None:
+    def __init__(self, width: int, eps: float = 1e-5, *, reproducible: bool = False) -> None:
         super().__init__()
         self.shape, self.eps = (width,), eps
         self.weight = nn.Parameter(torch.ones(width))
         self.bias = nn.Parameter(torch.zeros(width))
-        self.split = reproducible_mode()  # set before any model is built; not per step
+        self.split = reproducible  # fixed when the model is built; not per step
 
     def forward(self, x: Tensor) -> Tensor:
         if self.split:
@@ -104,11 +93,12 @@ class Block(nn.Module):
     """A pre-norm Transformer block: causal attention, then a 4x-wide GELU MLP, each added
     to the residual stream."""
 
-    def __init__(self, width: int, heads: int, dropout: float) -> None:
+    def __init__(self, width: int, heads: int, dropout: float, *, reproducible: bool
+                 ) -> None:
         super().__init__()
-        self.ln_1 = LayerNorm(width)
+        self.ln_1 = LayerNorm(width, reproducible=reproducible)
         self.attn = CausalSelfAttention(width, heads, dropout)
-        self.ln_2 = LayerNorm(width)
+        self.ln_2 = LayerNorm(width, reproducible=reproducible)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
                                  nn.Linear(4 * width, width), nn.Dropout(dropout))
 
@@ -120,7 +110,8 @@ class Block(nn.Module):
 class CausalTransformer(nn.Module):
     """Token and position embeddings, ``num_layers`` blocks of width ``num_hiddens``,
     ``dropout`` on embeddings, attention and residual branches; a final LayerNorm and a
-    linear layer to the vocabulary. Weights N(0, 0.02^2), biases zero (GPT-2's init)."""
+    linear layer to the vocabulary. Weights N(0, 0.02^2), biases zero (GPT-2's init).
+    ``settings.reproducible`` picks the LayerNorms' thread-invariant form."""
 
     def __init__(self, vocab_size: int, settings: ModelSettings, device: torch.device,
                  max_len: int = MAX_LEN) -> None:
@@ -135,9 +126,10 @@ class CausalTransformer(nn.Module):
         self.tok_emb = nn.Embedding(vocab_size, width)
         self.pos_emb = nn.Embedding(max_len, width)
         self.dropout = nn.Dropout(settings.dropout)
-        self.blocks = nn.ModuleList(Block(width, heads, settings.dropout)
-                                    for _ in range(settings.num_layers))
-        self.ln_f = LayerNorm(width)
+        self.blocks = nn.ModuleList(
+            Block(width, heads, settings.dropout, reproducible=settings.reproducible)
+            for _ in range(settings.num_layers))
+        self.ln_f = LayerNorm(width, reproducible=settings.reproducible)
         self.head = nn.Linear(width, vocab_size)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):

@@ -1,17 +1,14 @@
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from harness import load_registry
 from harness.plugin.contracts import ModelSettings, detach_state
-from harness.plugin.manager import load_registry
-from harness.machine.determinism import VARIABLE
-from harness.data.tasks import load_task, prepare
-from harness.train.trainer import predict, seed_everything, train
+from harness.testing import (TINY_PREFIX, brief_training, check_model_spec,
+                             strict_mode_thread_dependence, thread_check_possible,
+                             tiny_dataset, tiny_model)
+from harness_transformer import TRANSFORMER
 from harness_transformer.model import CausalTransformer, LayerNorm, num_heads
 
 CPU = torch.device("cpu")
@@ -54,7 +51,7 @@ def test_one_token_at_a_time_with_the_state_equals_one_pass() -> None:
     X = torch.randint(0, V, (2, 25))
     whole, _ = m(X, m.begin_state(2, CPU))
     state, steps = m.begin_state(2, CPU), []
-    for t in range(25):  # as harness.train.trainer.predict feeds it
+    for t in range(25):  # as the harness's greedy generation feeds it
         logits, state = m(X[:, t: t + 1], state)
         steps.append(logits)
     torch.testing.assert_close(torch.cat(steps), whole, rtol=1e-4, atol=1e-5)
@@ -99,13 +96,10 @@ def test_heads_are_about_64_wide_and_divide_the_width() -> None:
 
 
 @pytest.mark.parametrize("reproducible", [False, True])
-def test_layer_norm_is_torchs_layer_norm(reproducible: bool, monkeypatch) -> None:
-    if reproducible:  # the mode's switch as the model reads it; oneMKL needs no change here
-        monkeypatch.setenv(VARIABLE, "AUTO,STRICT")
-    else:
-        monkeypatch.delenv(VARIABLE, raising=False)
+def test_layer_norm_is_torchs_layer_norm(reproducible: bool) -> None:
     torch.manual_seed(0)
-    ours, torchs = LayerNorm(48), torch.nn.LayerNorm(48)
+    ours, torchs = LayerNorm(48, reproducible=reproducible), torch.nn.LayerNorm(48)
+    assert ours.split is reproducible  # the split form only where the run asks for it
     assert ours.state_dict().keys() == torchs.state_dict().keys()  # checkpoints fit both
     with torch.no_grad():
         for module in (ours, torchs):
@@ -121,48 +115,37 @@ def test_layer_norm_is_torchs_layer_norm(reproducible: bool, monkeypatch) -> Non
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
-                    reason="needs oneMKL and 2 cores")
+def test_the_run_s_mode_reaches_every_layer_norm_through_the_settings() -> None:
+    for reproducible in (False, True):
+        m = CausalTransformer(V, ModelSettings(32, 2, reproducible=reproducible), CPU)
+        norms = [module for module in m.modules() if isinstance(module, LayerNorm)]
+        assert len(norms) == 5 and all(n.split is reproducible for n in norms)
+
+
+@pytest.mark.skipif(not thread_check_possible(), reason="needs oneMKL and 2 cores")
 def test_its_gradients_do_not_depend_on_the_thread_count_in_reproducible_mode() -> None:
     """What ``harness run --reproducible`` promises: measured in a fresh process in
     oneMKL's strict mode, two layers of width 256 over a (32, 35) batch."""
-    code = (
-        "import torch\n"
-        "from harness.machine.determinism import make_thread_invariant, thread_dependent_parameters\n"
-        "make_thread_invariant()\n"
-        "from harness.plugin.contracts import ModelSettings\n"
-        "from harness_transformer.model import CausalTransformer\n"
-        "torch.manual_seed(0)\n"
-        "m = CausalTransformer(28, ModelSettings(256, 2), torch.device('cpu'))\n"
-        "X, Y = torch.randint(0, 28, (2, 32, 35))\n"
-        "print(thread_dependent_parameters(m, X, Y, threads=2))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env={k: v for k, v in os.environ.items()
-                                            if k != VARIABLE})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert strict_mode_thread_dependence(TRANSFORMER, settings=ModelSettings(256, 2)) == []
 
 
-@pytest.fixture
-def data(tiny_task: Path):
-    task = load_task(str(tiny_task))
-    return task, prepare(task, task.recipe)
+@pytest.mark.parametrize("settings", [ModelSettings(32, 2), ModelSettings(32, 1, 0.1, True)],
+                         ids=["default", "dropout-reproducible"])
+def test_it_keeps_the_model_contract(settings: ModelSettings) -> None:
+    assert check_model_spec(TRANSFORMER, settings=settings)
 
 
 @pytest.mark.parametrize("sampler, window", [("random", 8), ("sequential", 128)])
-def test_it_learns_under_the_harness_trainer(data, sampler: str, window: int) -> None:
-    task, dataset = data
+def test_it_learns_under_the_harness_trainer(sampler: str, window: int) -> None:
+    dataset = tiny_dataset()
     registry = load_registry(autoload=True)
-    recipe = task.recipe.with_overrides(epochs=3, max_tokens=800)
-    rng = seed_everything(0)
-    m = registry.model("transformer").factory(len(dataset.vocab), recipe.model_settings(), CPU)
-    result = train(m, registry.sampler(sampler), dataset, recipe, CPU, rng,
-                   prefixes=("the time",), num_preds=10, quiet=True)
+    m = tiny_model(registry.model("transformer"), dataset=dataset)
+    result = brief_training(model=m, sampler=registry.sampler(sampler), dataset=dataset)
     assert result.status == "ok", result.error
     assert result.curve[-1].train_ppl < result.curve[0].train_ppl
     assert result.curve[-1].train_ppl < 0.75 * len(dataset.vocab)  # untrained: ~uniform
     assert math.isfinite(result.valid_ppl)
     # reset samplers: the context is exactly the minibatch's steps; sequential: the window
     assert m.trained_context == window
-    sample = predict(m, "the time", 10, dataset, CPU)
-    assert sample.startswith("the time") and len(sample) == len("the time") + 10
+    text = result.generated[TINY_PREFIX]  # greedy, after training
+    assert text.startswith(TINY_PREFIX) and len(text) == len(TINY_PREFIX) + 10

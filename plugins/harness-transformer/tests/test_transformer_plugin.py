@@ -3,11 +3,9 @@
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-
 import harness_transformer
-from harness.cli import main
-from harness.plugin.manager import load_registry
+from harness import load_registry
+from harness.testing import invoke_cli
 
 
 def test_entry_point_registers_the_model_with_its_distribution() -> None:
@@ -24,24 +22,23 @@ def test_not_a_builtin_only_the_entry_point_or_an_explicit_load_brings_it() -> N
     assert "transformer" in explicit.models.names()
 
 
-def test_harness_plugins_lists_it(autoload) -> None:
-    result = CliRunner().invoke(main, ["plugins"])
+def test_harness_plugins_lists_it() -> None:
+    result = invoke_cli(["plugins"], autoload=True)
     assert result.exit_code == 0, result.output
     line = next(l for l in result.output.splitlines() if l.split()[1:2] == ["transformer"])
     assert "causal Transformer" in line and "harness-transformer 0.1.0" in line
 
 
-def test_harness_run_trains_it_next_to_the_scratch_rnn(autoload, tiny_task: Path,
-                                                        tmp_path: Path) -> None:
+def test_harness_run_trains_it_next_to_the_scratch_rnn(tiny_task: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    result = CliRunner().invoke(main, [
+    result = invoke_cli([
         "run", "--task", str(tiny_task), "--models", "scratch,transformer",
         "--samplers", "sequential", "--epochs", "2", "--hiddens", "32", "--max-tokens", "600",
-        "-o", str(out), "-q"])
+        "-o", str(out), "-q"], autoload=True)
     assert result.exit_code == 0, result.output
     (run,) = out.iterdir()
     records = [json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()]
     assert {(r["model"], r["sampler"]) for r in records} == {
         ("scratch", "sequential"), ("transformer", "sequential")}
     for r in records:
-        assert r["status"] == "ok" and r["samples"]["the time"].startswith("the time")
+        assert r["status"] == "ok" and r["generated"]["the time"].startswith("the time")

@@ -12,14 +12,22 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from harness.run.driver import load_run, resume, run
+from harness import load_run, resume, run
 from harness.execute.executor import SerialExecutor
 from harness.cli import main
 from harness.errors import ConfigError, CorpusError
-from harness.plan.plan import make_plan
+from helpers import make_plan, manifest_for
+from harness.results.schema import Manifest
+from harness.train.combination import base_record
+
 from harness.plugin.manager import load_registry
-from harness.run.resume import load_plan, plan_manifest, remaining
+from harness.drive.resume import load_plan, remaining
 from harness.results.store import RunStore
+
+
+def round_trip(manifest: Manifest) -> Manifest:
+    """As stored on disk and read back."""
+    return Manifest.from_json(json.loads(json.dumps(manifest.to_json())))
 
 GRID = ["--models", "scratch", "--samplers", "sequential,random,sequential-reset",
         "--epochs", "3"]
@@ -146,8 +154,7 @@ def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
 def test_resume_refuses_a_run_another_process_is_writing(small_task: Path,
                                                          tmp_path: Path) -> None:
     plan = make_plan(load_registry(), ["scratch"], ["sequential"], [0], str(small_task))
-    store = RunStore.create(tmp_path, {"settings": plan.settings(),
-                                       "plan": plan_manifest(plan, False)})
+    store = RunStore.create(tmp_path, manifest_for(plan))
     with store.lock():
         result = CliRunner().invoke(main, ["run", "--resume", str(store.path)])
     assert result.exit_code == 2 and "another harness process" in result.output
@@ -167,15 +174,14 @@ def test_the_plan_comes_back_from_the_manifest(small_task: Path, small_corpus: P
     registry = load_registry()
     plan = make_plan(registry, ["scratch", "nnrnn"], ["random"], [3, 1], str(small_task),
                      {"epochs": 7}, grid={"lr": ["0.5", "2"], "layers": ["1"]})
-    manifest = json.loads(json.dumps({"settings": plan.settings(),
-                                      "plan": plan_manifest(plan, True)}))
-    again, checkpoints = load_plan(manifest, registry, Path("run"))
+    manifest = round_trip(manifest_for(plan, save_checkpoints=True))
+    again, checkpoints = load_plan(manifest, registry, where=Path("run"))
     assert again.combinations == plan.combinations and again.recipe == plan.recipe
     assert again.grid == plan.grid == {"lr": (0.5, 2.0), "num_layers": (1,)}
     assert checkpoints is True
     small_corpus.write_text(small_corpus.read_text() + " more", encoding="utf-8")
     with pytest.raises(ConfigError, match="was trained on sha1"):
-        load_plan(manifest, registry, Path("run"))
+        load_plan(manifest, registry, where=Path("run"))
 
 
 def test_a_corpus_given_by_a_relative_path_is_found_from_another_directory(
@@ -187,22 +193,21 @@ def test_a_corpus_given_by_a_relative_path_is_found_from_another_directory(
     registry = load_registry()
     monkeypatch.chdir(tmp_path)
     plan = make_plan(registry, ["scratch"], ["random"], [0], str(task), corpus=Path("small.txt"))
-    manifest = json.loads(json.dumps({"settings": plan.settings(),
-                                      "plan": plan_manifest(plan, False)}))
-    assert manifest["settings"]["corpus"]["path"] == "small.txt"
+    manifest = round_trip(manifest_for(plan))
+    assert manifest.settings.corpus["path"] == "small.txt"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     with pytest.raises(CorpusError, match=r"corpus small.txt is not there.*HARNESS_CORPUS"):
-        load_plan(manifest, registry, Path("run"))
+        load_plan(manifest, registry, where=Path("run"))
     monkeypatch.setenv("HARNESS_CORPUS", str(small_corpus))
-    again, _ = load_plan(manifest, registry, Path("run"))
+    again, _ = load_plan(manifest, registry, where=Path("run"))
     assert again.dataset.train == plan.dataset.train
     other = tmp_path / "other.txt"
     other.write_text(small_corpus.read_text() + " more", encoding="utf-8")
     monkeypatch.setenv("HARNESS_CORPUS", str(other))
     with pytest.raises(ConfigError, match="was trained on sha1"):
-        load_plan(manifest, registry, Path("run"))
+        load_plan(manifest, registry, where=Path("run"))
 
 
 @pytest.mark.parametrize("edit, changed", [
@@ -214,15 +219,14 @@ def test_resume_refuses_a_task_file_changed_since_the_run(
         edit: tuple[str, str], changed: str | None, small_task: Path) -> None:
     registry = load_registry()
     plan = make_plan(registry, ["scratch"], ["random"], [0], str(small_task))
-    manifest = json.loads(json.dumps({"settings": plan.settings(),
-                                      "plan": plan_manifest(plan, False)}))
+    manifest = round_trip(manifest_for(plan))
     small_task.write_text(small_task.read_text().replace(*edit))
     if changed is None:
-        again, _ = load_plan(manifest, registry, Path("run"))
+        again, _ = load_plan(manifest, registry, where=Path("run"))
         assert again.dataset.train == plan.dataset.train
         return
     with pytest.raises(ConfigError, match="has changed since the run") as error:
-        load_plan(manifest, registry, Path("run"))
+        load_plan(manifest, registry, where=Path("run"))
     assert changed in str(error.value)
 
 
@@ -230,8 +234,8 @@ def test_remaining_is_what_has_no_record_or_failed_when_asked(small_task: Path) 
     plan = make_plan(load_registry(), ["scratch"], ["sequential", "random"], [0, 1],
                      str(small_task))
     a, b, c, d = plan.combinations
-    records = [{"key": a.key, "status": "ok"}, {"key": b.key, "status": "crashed"},
-               {"key": c.key, "status": "diverged"}]
+    records = [base_record(a), base_record(b, status="crashed"),
+               base_record(c, status="diverged")]
     assert remaining(plan, records) == [d]
     assert remaining(plan, records, retry_failed=True) == [b, d]
 
@@ -245,13 +249,12 @@ def test_a_moved_corpus_of_a_task_with_its_own_path_is_taken_from_harness_corpus
         small_task: Path, small_corpus: Path, tmp_path: Path, monkeypatch) -> None:
     registry = load_registry()
     plan = make_plan(registry, ["scratch"], ["random"], [0], str(small_task))
-    manifest = json.loads(json.dumps({"settings": plan.settings(),
-                                      "plan": plan_manifest(plan, False)}))
+    manifest = round_trip(manifest_for(plan))
     copy = tmp_path / "copy.txt"
     copy.write_bytes(small_corpus.read_bytes())
     small_corpus.unlink()  # the task's own path and the run's are gone
     with pytest.raises(CorpusError, match="HARNESS_CORPUS"):
-        load_plan(manifest, registry, Path("run"))
+        load_plan(manifest, registry, where=Path("run"))
     monkeypatch.setenv("HARNESS_CORPUS", str(copy))
-    again, _ = load_plan(manifest, registry, Path("run"))
+    again, _ = load_plan(manifest, registry, where=Path("run"))
     assert again.dataset.path == copy and again.dataset.train == plan.dataset.train

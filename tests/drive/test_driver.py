@@ -6,8 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.results.schema import Record
+
 from harness import hookimpl
-from harness.run.driver import MAX_TIMEOUT, check_timeout, load_run, load_runs, run, summarize_runs
+from harness import load_run, load_runs, run, summarize_runs
+from harness.plan.gate import MAX_TIMEOUT, check_timeout
 from harness.errors import ConfigError
 from harness.plugin.manager import load_registry
 from harness.execute.processes import ProcessExecutor
@@ -113,9 +116,9 @@ def test_load_runs_stacks_runs_one_row_per_seed_with_run_ids(small_task: Path,
 
 def test_per_record_settings_become_columns_after_the_sampler() -> None:
     frame = results_frame([
-        {"model": "m", "sampler": "s", "seed": 0, "status": "ok", "settings": {"lr": 2.0}},
-        {"model": "m", "sampler": "s", "seed": 0, "status": "ok", "settings": {"lr": 0.5}},
-        {"model": "m", "sampler": "t", "seed": 0, "status": "ok"},
+        Record(key="a", model="m", sampler="s", seed=0, settings={"lr": 2.0}),
+        Record(key="b", model="m", sampler="s", seed=0, settings={"lr": 0.5}),
+        Record(key="c", model="m", sampler="t", seed=0),
     ])
     assert list(frame.columns[:4]) == ["model", "sampler", "setting.lr", "seed"]
     assert frame["setting.lr"].tolist()[:2] == [0.5, 2.0]
@@ -163,15 +166,15 @@ def test_a_signal_while_the_report_is_written_leaves_a_finished_run_finished(
     import os
     import signal
 
-    import harness.run.driver
+    import harness.drive.driver
 
-    write_report = harness.run.driver.write_report
+    write_report = harness.drive.driver.write_report
 
     def interrupted_report(store):  # Ctrl-C just as the run ends
         os.kill(os.getpid(), signal.SIGINT)
         return write_report(store)
 
-    monkeypatch.setattr(harness.run.driver, "write_report", interrupted_report)
+    monkeypatch.setattr(harness.drive.driver, "write_report", interrupted_report)
     result = run(models=["scratch"], samplers=["sequential"], task=str(small_task),
                  output_dir=tmp_path, quiet=True, epochs=1)
     assert result.status == "complete" and (result.path / "report.md").is_file()

@@ -2,14 +2,10 @@
 combinations without a record (optionally also the failed ones) run again.
 
 The manifest's ``plan`` block holds what rebuilding the plan needs beyond ``settings``:
-the task's reference (a shipped name or a task file's absolute path), what of the task
-shapes the results besides its corpus and recipe (tokenizer, prompts), the exact list of
-combinations (each with its ``--set`` settings; ``settings`` holds the grid), and whether
-checkpoints are saved. The corpus is found again where the run found it or, if it is not
-there any more (another working directory, another machine), in ``$HARNESS_CORPUS`` when
-that is set, else the way a new run would (the task's own path, the download cache);
-either way it must have the sha1 the run started with, and the task must tokenise it as
-it did then.
+the task reference, the task's tokenizer and prompts, the exact combinations, and whether
+checkpoints are saved. The corpus is found where the run found it, else in
+``$HARNESS_CORPUS``, else as a new run would; it must have the run's sha1, and the task
+must tokenise it as it did then.
 """
 
 from __future__ import annotations
@@ -23,6 +19,7 @@ from harness.data.corpus import CORPUS_ENV
 from harness.errors import ConfigError, CorpusError
 from harness.plan.plan import Combination, Plan, build_plan
 from harness.plugin.registry import Registry
+from harness.results.schema import Manifest, Record, RunSettings
 
 RETRYABLE = ("failed", "crashed", "timeout")
 """Statuses ``--retry-failed`` runs again (``diverged`` is deterministic: it would again)."""
@@ -36,7 +33,7 @@ def plan_manifest(plan: Plan, save_checkpoints: bool) -> dict[str, Any]:
 
 
 def task_settings(plan: Plan) -> dict[str, Any]:
-    """What of the task decides a combination's numbers and samples, beyond the corpus and
+    """What of the task decides a combination's numbers and text, beyond the corpus and
     the recipe that ``settings`` holds: a task file edited between a run and its
     resumption must not train the rest of the run on other terms."""
     task = plan.task
@@ -44,18 +41,29 @@ def task_settings(plan: Plan) -> dict[str, Any]:
             "num_preds": task.num_preds}
 
 
-def load_plan(manifest: dict[str, Any], registry: Registry, where: Path,
+def run_settings(plan: Plan) -> RunSettings:
+    """What defines the run's results, as the manifest's ``settings`` holds it."""
+    combos = plan.combinations
+    return RunSettings(
+        task=plan.task.name, models=tuple(sorted({c.model for c in combos})),
+        samplers=tuple(sorted({c.sampler for c in combos})),
+        seeds=tuple(sorted({c.seed for c in combos})), grid=dict(plan.grid),
+        device=str(plan.device), recipe=plan.recipe.to_dict(), corpus=plan.dataset.info())
+
+
+def load_plan(manifest: Manifest, registry: Registry, *, where: Path,
               quiet: bool = False) -> tuple[Plan, bool]:
     """The plan a run was started with, and whether it saves checkpoints; ConfigError if
     the manifest lacks it, or the corpus or the task has changed since. ``quiet``: a
     corpus download is not announced on stderr."""
     try:
-        stored, settings = manifest["plan"], manifest["settings"]
+        stored, settings = manifest.plan, manifest.settings
         combos = tuple(Combination.from_dict(c) for c in stored["combinations"])
-        corpus = Path(settings["corpus"]["path"])
-        expected = settings["corpus"]["sha1"]
-        rebuild = partial(build_plan, registry, combos, stored["task"], settings["recipe"],
-                          device=settings["device"], grid=settings.get("grid"), quiet=quiet)
+        corpus = Path(settings.corpus["path"])
+        expected = settings.corpus["sha1"]
+        rebuild = partial(build_plan, registry, combos, task=stored["task"],
+                          overrides=dict(settings.recipe), device=settings.device,
+                          grid=dict(settings.grid), quiet=quiet)
     except (KeyError, TypeError) as error:
         raise ConfigError(f"{where}: the manifest holds no resumable plan "
                           f"({type(error).__name__}: {error})") from None
@@ -73,7 +81,7 @@ def load_plan(manifest: dict[str, Any], registry: Registry, where: Path,
     if plan.dataset.sha1 != expected:
         raise ConfigError(f"corpus {plan.dataset.path} has sha1 {plan.dataset.sha1}, but the "
                           f"run in {where} was trained on sha1 {expected}")
-    then = {**stored.get("task_settings", {}), **settings["corpus"]}
+    then = {**stored.get("task_settings", {}), **settings.corpus}
     now = {**task_settings(plan), **plan.dataset.info()}
     changed = [f"{key} {then[key]!r} then, {now[key]!r} now" for key in then
                if key not in ("path", "sha1") and key in now and now[key] != then[key]]
@@ -84,9 +92,9 @@ def load_plan(manifest: dict[str, Any], registry: Registry, where: Path,
     return plan, bool(stored.get("save_checkpoints"))
 
 
-def remaining(plan: Plan, records: list[dict[str, Any]],
+def remaining(plan: Plan, records: list[Record], *,
               retry_failed: bool = False) -> list[Combination]:
     """The plan's combinations still to run, in plan order."""
-    status = {r["key"]: r.get("status") for r in records}
+    status = {r.key: r.status for r in records}
     again = RETRYABLE if retry_failed else ()
     return [c for c in plan.combinations if c.key not in status or status[c.key] in again]

@@ -1,0 +1,175 @@
+"""The driver: a request becomes a plan (the gate), the plan runs on an executor, and every
+outcome lands in the run directory's store as it finishes.
+
+>>> import harness
+>>> result = harness.run(models=["scratch"], samplers=["sequential"], epochs=5, quiet=True)
+>>> harness.load_run(result.path)                                 # the same, from disk
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import ConfigError
+from harness.execute.executor import Executor, SerialExecutor
+from harness.execute.signals import RunInterrupted, SignalGuard
+from harness.machine.determinism import make_thread_invariant, reproducible_mode
+from harness.plan.gate import check_executor, check_writable, plan_run
+from harness.plan.plan import Combination, Plan
+from harness.plan.request import ExecutorChoice, RunRequest
+from harness.plugin.manager import load_registry
+from harness.plugin.registry import Registry
+from harness.results.checkpoints import save_checkpoint, save_vocab
+from harness.results.frames import results_frame
+from harness.results.report import write_report
+from harness.results.schema import Manifest
+from harness.results.store import RunStore
+from harness.drive.environment import collect_environment
+from harness.drive.resume import load_plan, plan_manifest, remaining, run_settings
+from harness.train.combination import Job, Outcome
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished (or partly finished) run: its directory, results table and status."""
+
+    path: Path
+    table: pd.DataFrame
+    status: str
+
+
+def run(request: RunRequest | None = None, /, *, registry: Registry | None = None,
+        executor: Executor | None = None, **options: Any) -> RunResult:
+    """Check, plan, train and record a grid, into a new run directory.
+
+    Give a :class:`RunRequest`, or its fields as keywords with recipe overrides beside
+    them (``models=["scratch"], epochs=5, jobs=2``). ``executor`` replaces the one the
+    request chooses (e.g. a configured ``ProcessExecutor``). Bad input raises
+    :class:`ConfigError` before any run directory exists; Ctrl-C or SIGTERM raises
+    :class:`RunInterrupted` after marking the run ``interrupted`` (finish it with
+    :func:`resume`).
+    """
+    if request is not None and options:
+        raise ConfigError("give a RunRequest or keyword options, not both")
+    request = request or RunRequest.from_options(**options)
+    registry = registry or load_registry()
+    plan = plan_run(request, registry, isolated=None if executor is None
+                    else not isinstance(executor, SerialExecutor),
+                    seconds=getattr(executor, "timeout", None))
+    chosen = executor or make_executor(request.executor)
+    job = Job(plan, registry.loader, request.quiet, request.save_checkpoints,
+              registry=registry)
+    chosen.check(job)
+    manifest = Manifest(run_id="", status="running", settings=run_settings(plan),
+                        command=request.command,
+                        environment=collect_environment(plan.device, registry),
+                        executor=chosen.describe(),
+                        plan=plan_manifest(plan, request.save_checkpoints),
+                        extra={"references": plan.task.references_json()})
+    try:
+        store = RunStore.create(request.output_dir, manifest, label=plan.task.name)
+    except BaseException:
+        _close(chosen)  # a local Ray the check started must not outlive the failed run
+        raise
+    if not request.quiet:
+        print(f"run directory: {store.path}", file=sys.stderr)
+    with store.lock():
+        return _drive(store, plan, list(plan.combinations), job, chosen, request.quiet)
+
+
+def resume(path: str | Path, *, registry: Registry | None = None,
+           executor: ExecutorChoice | Executor | None = None, quiet: bool = False,
+           command: str = "", retry_failed: bool = False) -> RunResult:
+    """Finish the run in ``path`` with the plan its manifest holds: only combinations
+    without a record run (with ``retry_failed``, also those that failed, crashed or timed
+    out). A run made with ``--reproducible`` resumes in that mode."""
+    store = RunStore.open(Path(path))
+    check_writable(store.path)
+    if isinstance(executor, ExecutorChoice) or executor is None:
+        choice = executor or ExecutorChoice()
+        check_executor(choice)
+        executor = make_executor(choice)
+    registry = registry or load_registry()
+    manifest = store.manifest()
+    if manifest.reproducible and not reproducible_mode():
+        make_thread_invariant()
+    plan, save_checkpoints = load_plan(manifest, registry, where=store.path, quiet=quiet)
+    job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
+    with store.lock():  # before the check, which may start a local Ray: a run in use is
+        executor.check(job)  # refused with nothing left running
+        work = remaining(plan, store.records(), retry_failed=retry_failed)
+        resumed = (*manifest.resumed, {
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command, "combinations": len(work), "executor": executor.describe(),
+        })
+        store.update_manifest(status="running", resumed=resumed)
+        if not quiet:
+            print(f"resuming {store.path}: {len(work)} of {len(plan.combinations)} "
+                  "combinations to run", file=sys.stderr)
+        return _drive(store, plan, work, job, executor, quiet)
+
+
+def make_executor(choice: ExecutorChoice) -> Executor:
+    """The executor a checked :class:`ExecutorChoice` stands for."""
+    kind = choice.resolved_kind
+    if kind == "serial":
+        return SerialExecutor()
+    if kind == "ray":
+        from harness.execute.ray import RayExecutor
+
+        return RayExecutor(choice.address, choice.cpus_per_task or 1, choice.timeout,
+                           choice.isolate)
+    from harness.execute.processes import ProcessExecutor
+
+    return ProcessExecutor(choice.jobs or 1, choice.timeout, choice.isolate)
+
+
+def _close(executor: Executor) -> None:
+    """Release what the executor's ``check`` may have started (a local Ray), if it can."""
+    close = getattr(executor, "close", None)
+    if callable(close):
+        close()
+
+
+def _drive(store: RunStore, plan: Plan, work: list[Combination], job: Job,
+           executor: Executor, quiet: bool) -> RunResult:
+    """Run ``work`` into ``store`` (whose lock the caller holds) and set the final status."""
+    if job.save_checkpoints:
+        save_vocab(store, plan.dataset)
+    guard = SignalGuard()
+
+    def sink(outcome: Outcome) -> None:
+        record = outcome.record
+        with guard.held():  # a signal waits until the record is whole on disk
+            if outcome.checkpoint is not None:
+                record = record.with_changes(
+                    checkpoint=save_checkpoint(store, record.key, outcome.checkpoint))
+            store.append_record(record, outcome.curve, outcome.traceback)
+        if not quiet:
+            ppl = record.metric("train_ppl")
+            print(f"{record.label}: {record.status}"
+                  + (f", train ppl {ppl:.3f}" if ppl else ""), file=sys.stderr)
+
+    status = "aborted"
+    records = []
+    with guard.installed():  # through the clean-up: a second signal must not cut it short
+        try:
+            executor.run(work, job, sink)
+            records = store.records()
+            done = {r.key for r in records if r.ok}
+            status = "complete" if all(c.key in done for c in plan.combinations) else "partial"
+        except KeyboardInterrupt as error:
+            status = "interrupted"
+            raise RunInterrupted(getattr(error, "signum", signal.SIGINT), store.path) from None
+        finally:
+            guard.settle()  # from here a signal would only cut the manifest or report short
+            store.update_manifest(status=status)
+            write_report(store)
+    return RunResult(store.path, results_frame(records), status)

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -101,7 +102,11 @@ def _worker_main(conn: Connection, job: Job, share: Any, lend: bool, driver: int
     os.dup2(2, 1)  # anything a plugin prints goes to stderr; the driver's stdout is the table
     faulthandler.enable()  # a segfault prints the Python stack to stderr before we die
     import torch
+    from tqdm import tqdm
 
+    # tqdm's default lock is a named semaphore, which a worker killed on Ctrl-C would leak
+    # (the resource tracker warns at exit); one worker's bar needs only a thread lock.
+    tqdm.set_lock(threading.RLock())
     torch.set_num_threads(share.value)
     if lend:
         job = replace(job, take_lent_threads=partial(follow_share, share))

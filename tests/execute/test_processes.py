@@ -279,3 +279,27 @@ def test_load_the_full_plugin_grid_with_two_jobs_records_everything(small_task: 
     assert len(result.stdout.splitlines()) == 2 + groups  # one summary row per group
     assert all("| 3/3 " in line for line in result.stdout.splitlines()[2:])
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_ctrl_c_under_jobs_leaves_one_line_and_no_leaked_semaphore(small_task: Path,
+                                                                    tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--task", str(small_task), "-m",
+         "scratch,nnrnn", "-s", "sequential,random", "--epochs", "1", "--seeds", "0,1,2",
+         "--jobs", "2", "-o", str(out), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.read_text().endswith("\n") for p in out.glob("*/records.jsonl")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)  # both workers have trained: their bars exist
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("interrupted by SIGINT"), stderr
+    assert "leaked" not in stderr and "Traceback" not in stderr, stderr

@@ -25,6 +25,7 @@ from harness.errors import (
     CorpusError,
     HarnessError,
     PluginError,
+    StorageError,
 )
 from harness.plugin.hookspecs import PROJECT, hookimpl
 from harness.version import DISTRIBUTION, __version__
@@ -63,6 +64,7 @@ _LAZY = {
 __all__ = [
     "DISTRIBUTION", "PROJECT", "__version__", "hookimpl",
     "CheckpointError", "ConfigError", "CorpusError", "HarnessError", "PluginError",
+    "StorageError",
     *_LAZY,
 ]
 

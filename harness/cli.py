@@ -205,7 +205,7 @@ def _interruptible(start: Callable[[], Any]) -> Any:
                       f"harness run --resume {shlex.quote(str(where))}" if where else ""),
                    err=True)
         sys.exit(stop.exit_code)
-    except harness.WorkerError as error:  # the run directory exists and says "aborted"
+    except (harness.WorkerError, harness.StorageError) as error:  # what is on disk is kept
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_ERROR)
 

@@ -21,3 +21,8 @@ class PluginError(HarnessError):
 
 class CheckpointError(HarnessError):
     """A checkpoint is missing, ambiguous, truncated, or holds more than weights."""
+
+
+class StorageError(HarnessError):
+    """The run directory cannot be written (a full disk, lost permissions); what reached
+    the disk before is kept and resumable."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, StorageError
 from harness.execute.executor import Executor, SerialExecutor
 from harness.execute.signals import RunInterrupted, SignalGuard
 from harness.machine.determinism import make_thread_invariant, reproducible_mode
@@ -75,6 +75,10 @@ def run(request: RunRequest | None = None, /, *, registry: Registry | None = Non
                         extra={"references": plan.task.references_json()})
     try:
         store = RunStore.create(request.output_dir, manifest, label=plan.task.name)
+    except OSError as error:
+        _close(chosen)
+        raise StorageError(f"cannot create a run directory in {request.output_dir} "
+                           f"({error.strerror or error})") from None
     except BaseException:
         _close(chosen)  # a local Ray the check started must not outlive the failed run
         raise
@@ -148,28 +152,49 @@ def _drive(store: RunStore, plan: Plan, work: list[Combination], job: Job,
     def sink(outcome: Outcome) -> None:
         record = outcome.record
         with guard.held():  # a signal waits until the record is whole on disk
-            if outcome.checkpoint is not None:
-                record = record.with_changes(
-                    checkpoint=save_checkpoint(store, record.key, outcome.checkpoint))
-            store.append_record(record, outcome.curve, outcome.traceback)
+            try:
+                if outcome.checkpoint is not None:
+                    record = record.with_changes(
+                        checkpoint=save_checkpoint(store, record.key, outcome.checkpoint))
+                store.append_record(record, outcome.curve, outcome.traceback)
+            except OSError as error:  # a full disk: stop, and keep what is on it
+                raise _storage_error(store, "cannot write to the run directory",
+                                     error) from None
         if not quiet:
             ppl = record.metric("train_ppl")
             print(f"{record.label}: {record.status}"
                   + (f", train ppl {ppl:.3f}" if ppl else ""), file=sys.stderr)
 
-    status = "aborted"
-    records = []
+    status, records, finished = "aborted", [], False
     with guard.installed():  # through the clean-up: a second signal must not cut it short
         try:
             executor.run(work, job, sink)
             records = store.records()
             done = {r.key for r in records if r.ok}
             status = "complete" if all(c.key in done for c in plan.combinations) else "partial"
+            finished = True
         except KeyboardInterrupt as error:
             status = "interrupted"
             raise RunInterrupted(getattr(error, "signum", signal.SIGINT), store.path) from None
         finally:
             guard.settle()  # from here a signal would only cut the manifest or report short
-            store.update_manifest(status=status)
-            write_report(store)
+            _finish(store, status, report_errors=finished)
     return RunResult(store.path, results_frame(records), status)
+
+
+def _finish(store: RunStore, status: str, *, report_errors: bool) -> None:
+    """Record the run's final status, then write its report. A failure to write either
+    is a StorageError where ``report_errors`` (no other error is on its way out)."""
+    try:
+        store.update_manifest(status=status)
+        write_report(store)
+    except OSError as error:
+        if report_errors:
+            raise _storage_error(store, f"the run is {status}, but its manifest or report "
+                                 "could not be written", error) from None
+
+
+def _storage_error(store: RunStore, what: str, error: OSError) -> StorageError:
+    return StorageError(f"{what} ({error.strerror or error}): {store.path}; the "
+                        f"combinations recorded there are kept; free space, then "
+                        f"harness run --resume {store.path}")

@@ -8,6 +8,7 @@ import pytest
 
 from harness.results.schema import Record
 
+import harness
 from harness import hookimpl
 from harness import load_run, load_runs, run, summarize_runs
 from harness.plan.gate import MAX_TIMEOUT, check_timeout
@@ -179,3 +180,75 @@ def test_a_signal_while_the_report_is_written_leaves_a_finished_run_finished(
                  output_dir=tmp_path, quiet=True, epochs=1)
     assert result.status == "complete" and (result.path / "report.md").is_file()
     assert json.loads((result.path / "manifest.json").read_text())["status"] == "complete"
+
+
+def enospc() -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_at_the_start_is_one_line_and_leaves_no_run(
+        small_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from harness.results.store import RunStore
+
+    def full(*args, **kwargs):
+        raise enospc()
+
+    monkeypatch.setattr(RunStore, "create", full)
+    result = CliRunner().invoke(main, ["run", "--task", str(small_task), "-m", "scratch",
+                                       "-s", "sequential", "-o", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot create a run directory in {tmp_path / 'out'} "
+        "(No space left on device)"]
+
+
+def test_a_disk_that_fills_during_the_run_keeps_what_was_recorded_and_resumes(
+        small_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.errors import StorageError
+    from harness.results.store import RunStore
+
+    append = RunStore.append_record
+    calls = []
+
+    def fills_up(self, record, *args, **kwargs):
+        calls.append(record.key)
+        if len(calls) > 1:
+            raise enospc()
+        return append(self, record, *args, **kwargs)
+
+    monkeypatch.setattr(RunStore, "append_record", fills_up)
+    with pytest.raises(StorageError, match=r"^cannot write to the run directory \(No space "
+                       r"left on device\): .*; free space, then harness run --resume") as error:
+        run(models=["scratch"], samplers=["sequential", "random", "sequential-reset"],
+            task=str(small_task), output_dir=tmp_path / "out", quiet=True, epochs=1)
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert str(run_dir) in str(error.value)
+    store = RunStore.open(run_dir)
+    assert store.manifest().status == "aborted"  # not "complete", and the truth
+    assert [r.key for r in store.records()] == calls[:1]
+    monkeypatch.setattr(RunStore, "append_record", append)  # space freed
+    resumed = harness.resume(run_dir, quiet=True)
+    assert resumed.status == "complete" and len(resumed.table) == 3
+
+
+def test_a_report_that_cannot_be_written_says_so_and_the_status_stays_true(
+        small_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.drive.driver
+    from harness.errors import StorageError
+    from harness.results.store import RunStore
+
+    def full(store):
+        raise enospc()
+
+    monkeypatch.setattr(harness.drive.driver, "write_report", full)
+    with pytest.raises(StorageError, match="the run is complete, but its manifest or report "
+                       "could not be written"):
+        run(models=["scratch"], samplers=["sequential"], task=str(small_task),
+            output_dir=tmp_path / "out", quiet=True, epochs=1)
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert RunStore.open(run_dir).manifest().status == "complete"

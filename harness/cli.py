@@ -19,6 +19,7 @@ from click.core import ParameterSource
 
 import harness
 from harness.errors import HarnessError
+from harness.names import safe_name
 from harness.version import __version__
 
 EXIT_ERROR = 1
@@ -216,7 +217,7 @@ def _summarise(result: Any, quiet: bool) -> None:
     if bad:
         click.echo(f"{len(bad)} of {len(result.table)} combinations did not finish ok:", err=True)
     for record in sorted(bad, key=lambda r: r.key):
-        details = result.path / "errors" / f"{record.key}.txt"
+        details = result.path / "errors" / f"{safe_name(record.key)}.txt"
         click.echo(f"  {record.label}: {record.status}: {record.error or ''}"
                    + (f" [{details}]" if details.is_file() else ""), err=True)
     if not quiet:
@@ -225,23 +226,32 @@ def _summarise(result: Any, quiet: bool) -> None:
 
 @main.command()
 def plugins() -> None:
-    """List models and samplers with the plugin and distribution providing each."""
+    """List models and samplers with the plugin and distribution providing each.
+
+    One line per entry: what a plugin supplies (names, descriptions, error text) is shown
+    with line breaks and other control characters escaped (``\\n``), so it cannot print
+    lines of its own."""
+    def line(text: object) -> str:
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
     registry = harness.load_registry()
     rows = []
     for kind, catalog in (("model", registry.models), ("sampler", registry.samplers)):
         for name in catalog.names():
             spec, provider = catalog.specs[name], catalog.providers[name]
-            rows.append((kind, name, provider.plugin,
-                         f"{provider.distribution} {provider.version}", spec.description))
+            rows.append((kind, line(name), line(provider.plugin),
+                         line(f"{provider.distribution} {provider.version}"),
+                         line(spec.description)))
     width = max(len(r[1]) for r in rows) if rows else 0
     for kind, name, plugin, dist, description in rows:
         click.echo(f"{kind:8} {name:{width}}  {description}  [{plugin}; {dist}]")
     for catalog in (registry.models, registry.samplers):
         for message in catalog.conflicts.values():
-            click.echo(f"conflict: {message}")
+            click.echo(f"conflict: {line(message)}")
     for failure in registry.failures:
-        click.echo(f"failed:  {failure.plugin} ({failure.distribution} {failure.version}): "
-                   f"{failure.error}")
+        click.echo(f"failed:  {line(failure.plugin)} "
+                   f"({line(f'{failure.distribution} {failure.version}')}): "
+                   f"{line(failure.error)}")
 
 
 @main.command()

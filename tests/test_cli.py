@@ -345,3 +345,144 @@ def test_what_a_run_prints_on_stdout_goes_to_stderr_so_stdout_is_the_table(
     (row,) = csv.DictReader(io.StringIO(result.stdout))
     assert row["model"] == "chatty"
     assert "a plugin's own line on stdout" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def finished_run(module_small_task: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small finished run (two seeds), which tests copy before they change it."""
+    out = tmp_path_factory.mktemp("finished") / "results"
+    made = CliRunner().invoke(main, ["run", "--task", str(module_small_task), "--models",
+                                     "scratch", "--samplers", "sequential", "--seeds", "0,1",
+                                     "--epochs", "2", "-o", str(out), "-q"])
+    assert made.exit_code == 0, made.output
+    return run_dir(out)
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / run.name))
+
+
+def test_report_refuses_a_plots_link_and_writes_nothing_outside_the_run(
+        runner: CliRunner, finished_run: Path, tmp_path: Path) -> None:
+    path = copy_run(finished_run, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "thesis.png").write_bytes(b"mine")
+    import shutil
+
+    shutil.rmtree(path / "plots")
+    (path / "plots").symlink_to(elsewhere, target_is_directory=True)
+    report_before = (path / "report.md").read_bytes()
+    result = runner.invoke(main, ["report", str(path)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"Error: {path / 'plots'} is a symbolic link; the harness does not write through "
+        "links in a run directory (replace it by a real folder)"]
+    assert [p.name for p in elsewhere.iterdir()] == ["thesis.png"]
+    assert (elsewhere / "thesis.png").read_bytes() == b"mine"
+    assert (path / "report.md").read_bytes() == report_before
+    resumed = runner.invoke(main, ["run", "--resume", str(path), "-q"])
+    assert resumed.exit_code == 2 and "plots is a symbolic link" in resumed.output
+    assert [p.name for p in elsewhere.iterdir()] == ["thesis.png"]
+
+
+@pytest.mark.parametrize("content", [
+    b"\xff\xfe not UTF-8", b"[1, 2, 3]", b'{"settings": {"seeds": "x"}}',
+    b'{"settings": {"grid": 5}}', b'{"status": "complete", "plan": {"combinations": [7]}}',
+    b'{"settings": {"models": "scratch"}}',
+])
+def test_a_hand_corrupted_manifest_is_one_line_naming_it(runner: CliRunner, finished_run: Path,
+                                                         tmp_path: Path, content: bytes) -> None:
+    path = copy_run(finished_run, tmp_path)
+    manifest = path / "manifest.json"
+    manifest.write_bytes(content)
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    for args in (["report", str(path)], ["run", "--resume", str(path), "-q"],
+                 ["compare", str(finished_run), str(path)],
+                 ["compare", str(path), str(finished_run)]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        (line,) = result.output.splitlines()
+        assert line.startswith(f"Error: {manifest}: not a harness manifest ("), args
+    after = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    assert after == before  # nothing lost, nothing rewritten
+
+
+def test_report_skips_an_unreadable_curve_says_so_and_writes_the_rest(
+        runner: CliRunner, finished_run: Path, tmp_path: Path) -> None:
+    path = copy_run(finished_run, tmp_path)
+    bad, good = sorted((path / "curves").iterdir())
+    bad.write_bytes(b"epoch,train_ppl\n1,abc\n2,\xff\n")
+    import subprocess  # as a user runs it: Python's own warnings on a real stderr
+
+    result = subprocess.run([sys.executable, "-m", "harness", "report", str(path), "--format",
+                             "csv"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "skipping a curve" in line]
+    assert len(warned) == 1 and f"{bad}: not a curve" in warned[0]
+    assert len(result.stdout.splitlines()) == 2  # the table: header and its one group
+    report = (path / "report.md").read_text()
+    assert "Skipped a curve file that cannot be read:" in report
+    assert "scratch/sequential/seed1 train" in report or "scratch/sequential/seed0 train" \
+        in report
+    assert len(list((path / "plots").iterdir())) == 2  # the curves chart and tokens/sec
+    assert good.read_bytes().startswith(b"epoch")
+
+
+FORGER = """
+    from harness import hookimpl
+    from harness.plugin.contracts import ModelSpec, SamplerSpec
+    from harness_builtins.rnn import build_scratch
+    from harness_builtins.samplers import seq_data_iter_sequential
+
+
+    def forged(vocab_size, settings, device):
+        \"\"\"Looks harmless.\\nfailed:  x (forged 1): it was not me\\x1b[2K\"\"\"
+        return build_scratch(vocab_size, settings, device)
+
+
+    @hookimpl
+    def register_models(register):
+        register(ModelSpec("forged", forged, description=forged.__doc__))
+"""
+
+BROKEN = """
+    raise ImportError("no module named torch_xla\\n\\x1b[1A\\x1b[2Kall plugins loaded")
+"""
+
+
+def test_plugins_prints_each_entry_on_one_line(runner: CliRunner, site: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_plugins import make_distribution
+
+    make_distribution(site, "fake-forger", "0.1", "fake_forger", FORGER)
+    make_distribution(site, "fake-broken", "0.2", "fake_broken", BROKEN)
+    monkeypatch.delenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD")
+    result = runner.invoke(main, ["plugins"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    (forged,) = [line for line in lines if "forged" in line]
+    assert forged.startswith("model    forged")
+    assert "Looks harmless.\\nfailed:  x (forged 1): it was not me\\x1b[2K" in forged
+    (failed,) = [line for line in lines if line.startswith("failed:")]
+    assert "fake_broken" in failed and "torch_xla \\x1b[1A\\x1b[2Kall plugins" in failed
+    assert all(line.isprintable() for line in lines)
+
+
+def test_resume_removes_what_a_killed_write_left_in_the_run(runner: CliRunner,
+                                                            finished_run: Path,
+                                                            tmp_path: Path) -> None:
+    path = copy_run(finished_run, tmp_path)
+    (path / "checkpoints").mkdir()
+    left = [path / "checkpoints" / ".harness-tmp-0123456789ab.scratch__sequential__seed0.pt",
+            path / "curves" / ".harness-tmp-ba9876543210.scratch__sequential__seed1.csv",
+            path / ".harness-tmp-00112233aabb.manifest.json"]
+    for file in left:
+        file.write_bytes(b"half a write")
+    kept = path / "curves" / ".notes.csv"
+    kept.write_text("someone's own")
+    result = runner.invoke(main, ["run", "--resume", str(path), "-q"])
+    assert result.exit_code == 0, result.output
+    assert not any(file.exists() for file in left) and kept.exists()

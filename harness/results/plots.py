@@ -25,6 +25,10 @@ SIZE = (7.0, 4.0)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+MAX_LABEL = 60
+"""Characters of a title or bar label a chart shows; a longer one is cut with an ellipsis
+(the report's text gives it whole)."""
+
 
 @dataclass
 class Curve:
@@ -57,7 +61,7 @@ def curves_png(title: str, curves: Sequence[Curve]) -> bytes:
         if curve.valid:
             drawn |= _line(axes, curve.epochs, curve.valid, colour, "--", "o",
                            f"{curve.label} valid")
-    axes.set_title(title)
+    axes.set_title(_short(title))
     axes.set_xlabel("epoch")
     axes.set_ylabel("perplexity")
     if drawn:
@@ -84,9 +88,9 @@ def throughput_png(title: str, bars: Sequence[Bar]) -> bytes:
             axes.plot(finite, [y] * len(finite), "k.", markersize=4)
         else:
             axes.text(0, y, "  no ok seed", va="center", fontsize="small")
-    axes.set_yticks(positions, [bar.label for bar in bars], fontsize="small")
+    axes.set_yticks(positions, [_short(bar.label) for bar in bars], fontsize="small")
     axes.set_xlabel("tokens/sec (mean ± std over ok seeds; dots: seeds)")
-    axes.set_title(title)
+    axes.set_title(_short(title))
     if not bars:
         _note(axes, "no combination has finished")
     return _png(figure)
@@ -95,6 +99,10 @@ def throughput_png(title: str, bars: Sequence[Bar]) -> bytes:
 def is_png(data: bytes) -> bool:
     """Whether ``data`` starts with the PNG signature."""
     return data.startswith(PNG_SIGNATURE)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_LABEL else text[:MAX_LABEL - 1] + "…"
 
 
 def _figure(height: float = SIZE[1]) -> tuple[Figure, Axes]:

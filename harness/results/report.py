@@ -9,12 +9,15 @@ or the machine that renders them, beyond the installed matplotlib version).
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.errors import ConfigError
 from harness.names import safe_name
 from harness.results.plots import Bar, Curve, curves_png, throughput_png
 from harness.data.taskfile import run_references
@@ -32,6 +35,8 @@ PLOTS = "plots"
 """The folder of the run directory that holds the report's charts."""
 
 THROUGHPUT_PNG = "tokens_per_sec.png"
+CHART_NAME = 100
+"""The longest group label a chart's file name holds."""
 
 
 @dataclass
@@ -43,11 +48,13 @@ class Report:
 
 
 def build_report(store: RunStore) -> Report:
-    """Render the report of ``store``: Markdown sections and their PNG charts."""
+    """Render the report of ``store``: Markdown sections and their PNG charts. A curve
+    file that cannot be read is left out with a warning and a note in the report."""
     manifest = store.manifest()
     records = store.records()
     frame = results_frame(records, extra=["key"])
     summary = aggregate(frame) if records else None
+    curves, skipped = _read_curves(store, records)
     charts: dict[str, bytes] = {}
     parts = [f"# Run {escape_markdown(manifest.run_id)}", ""]
     parts += _settings(manifest)
@@ -55,9 +62,23 @@ def build_report(store: RunStore) -> Report:
     parts += _not_ok(records)
     parts += _published(manifest.to_json(), summary)
     parts += _generated(records)
-    parts += _charts(store, frame, summary, charts)
-    parts += _curves(store, records)
+    parts += _charts(curves, frame, summary, charts)
+    parts += _curves(curves, records, skipped)
     return Report("\n".join(parts).rstrip() + "\n", charts)
+
+
+def _read_curves(store: RunStore, records: list[Record]
+                 ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Each record's curve (key to rows), and why each unreadable curve file was skipped."""
+    curves: dict[str, list[dict[str, Any]]] = {}
+    skipped: list[str] = []
+    for record in records:
+        try:
+            curves[record.key] = store.curve(record.key)
+        except ConfigError as error:
+            warnings.warn(f"skipping a curve: {error}", stacklevel=3)
+            skipped.append(str(error).replace(f"{store.path}{os.sep}", "", 1))  # relative
+    return curves, skipped
 
 
 def render_report(store: RunStore) -> str:
@@ -100,8 +121,10 @@ def _settings(manifest: Manifest) -> list[str]:
         **{k: f"{', '.join(map(str, v))} (--set: one group each)"
            for k, v in settings.grid.items()},
     }
-    plugins = ", ".join(f"{p['plugin']} ({p['distribution']} {p['version']})"
-                        for p in env.get("plugins", []))
+    listed = env.get("plugins")
+    plugins = ", ".join(f"{p.get('plugin')} ({p.get('distribution')} {p.get('version')})"
+                        if isinstance(p, dict) else str(p)
+                        for p in (listed if isinstance(listed, list) else [listed or ""]))
     environment = {k: v for k, v in env.items() if k not in ("plugins", "plugin_failures")}
     environment["plugins"] = plugins
     return ["## Settings", "", _kv_table(run), "", "## Environment", "",
@@ -211,8 +234,8 @@ def _generated(records: list[Record]) -> list[str]:
     return lines + [markdown_table(frame.astype(object)), ""]
 
 
-def _charts(store: RunStore, frame: pd.DataFrame, summary: pd.DataFrame | None,
-            charts: dict[str, bytes]) -> list[str]:
+def _charts(stored: dict[str, list[dict[str, Any]]], frame: pd.DataFrame,
+            summary: pd.DataFrame | None, charts: dict[str, bytes]) -> list[str]:
     lines = ["## Charts", ""]
     if summary is None:
         return lines + ["No combination has finished.", ""]
@@ -231,13 +254,13 @@ def _charts(store: RunStore, frame: pd.DataFrame, summary: pd.DataFrame | None,
               "one colour per seed, log scale.", ""]
     for index, (label, (_, row)) in enumerate(zip(labels, summary.iterrows()), start=1):
         seeds = _members(frame, row, keys)
-        curves = [_curve(store, record) for _, record in seeds.iterrows()]
+        curves = [_curve(stored, record) for _, record in seeds.iterrows()]
         curves = [c for c in curves if c is not None]
         lines += [f"#### {escape_markdown(label)}", ""]
         if not curves:
             lines += [f"No curve was recorded ({row['not_ok'] or 'no epoch finished'}).", ""]
             continue
-        name = f"curves-{index:02d}-{safe_name(label)}.png"
+        name = f"curves-{index:02d}-{safe_name(label, CHART_NAME)}.png"
         charts[name] = curves_png(label, curves)
         lines += [f"![perplexity by epoch, {escape_markdown(label)}]({PLOTS}/{name})", ""]
     return lines
@@ -258,25 +281,28 @@ def _group_label(row: pd.Series, keys: list[str]) -> str:
     return " / ".join([str(row["model"]), str(row["sampler"]), *settings])
 
 
-def _curve(store: RunStore, record: pd.Series) -> Curve | None:
-    points = store.curve(record["key"])
+def _curve(stored: dict[str, list[dict[str, Any]]], record: pd.Series) -> Curve | None:
+    points = stored.get(record["key"])
     if not points:
         return None
     return Curve(f"seed {record['seed']}", [p["epoch"] for p in points],
                  [p.get("train_ppl") for p in points], [p.get("valid_ppl") for p in points])
 
 
-def _curves(store: RunStore, records: list[Record]) -> list[str]:
+def _curves(stored: dict[str, list[dict[str, Any]]], records: list[Record],
+            skipped: list[str]) -> list[str]:
     lines = ["## Training curves", "",
              "Training perplexity by epoch (validation perplexity where it was measured).", ""]
+    lines += [f"Skipped a curve file that cannot be read: {escape_markdown(why)}"
+              for why in skipped] + ([""] if skipped else [])
     columns: dict[str, pd.Series] = {}
     for record in records:
-        curve = store.curve(record.key)
+        curve = stored.get(record.key)
         if not curve:
             continue
         frame = pd.DataFrame(curve).set_index("epoch")
         label = escape_markdown(record.label)
-        columns[f"{label} train"] = frame["train_ppl"]
+        columns[f"{label} train"] = frame.get("train_ppl", pd.Series(None, frame.index, float))
         if "valid_ppl" in frame and frame["valid_ppl"].notna().any():
             columns[f"{label} valid"] = frame["valid_ppl"]
     if not columns:

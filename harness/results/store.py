@@ -14,6 +14,13 @@ Layout of ``<root>/<run_id>/``::
 A record line torn by a kill is detected on reading and skipped with a warning, and the
 next record starts on a line of its own. JSON never holds a bare NaN or Infinity:
 non-finite numbers are stored as null.
+
+Other files are written whole (:func:`write_atomic`, following the umask) to
+``.harness-tmp-<hex>.<name>`` and renamed; taking the run's lock removes such temporary
+files (only those) that a killed writer left. A run directory never makes the harness write
+or delete outside it: a symbolic link in place of one of its files or folders (``plots``,
+``records.jsonl``, ...) is refused with a ConfigError naming it, never followed, never
+removed (the user's, to replace by a real one); the run directory itself may be a link.
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ import io
 import json
 import math
 import os
+import re
 import secrets
-import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,22 +48,56 @@ from harness.results.schema import Manifest, Record
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+REPORT = "report.md"
+FOLDERS = ("curves", "errors", "checkpoints", "plots")
+TEMP_PREFIX = ".harness-tmp-"
+"""How :func:`write_atomic`'s temporary files begin: ``.harness-tmp-<12 hex>.<name>``."""
+TEMP_PATTERN = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{12}\..*", re.DOTALL)
+RUN_ID_LABEL = 100  # the longest task label a run id holds
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new, never half."""
+def write_atomic(path: Path, data: str | bytes, *, root: Path | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never half.
+
+    Nothing is written through a symbolic link: ConfigError if ``path`` is one, or if a
+    folder between ``root`` and ``path`` is (without ``root``, the folder holding
+    ``path``), so a link planted in a run directory cannot send a write outside it.
+    The file's mode follows the umask (``0o666 & ~umask``), as ``open`` gives."""
+    path = Path(path)
+    _refuse_links(path, root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    for attempt in range(3):  # again if a process taking the lock took it for stale
+        tmp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(6)}.{path.name[:100]}"
+        handle = open(tmp, "wb", opener=_exclusive)  # noqa: SIM115 (closed below)
+        try:
+            with handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            return
+        except BaseException as error:
+            tmp.unlink(missing_ok=True)
+            if not isinstance(error, FileNotFoundError) or attempt == 2:
+                raise
+
+
+def _exclusive(file: str, flags: int) -> int:
+    """A new file (not a link), mode 0o666 less the umask (``mkstemp`` would give 0o600)."""
+    return os.open(file, flags | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
+def _refuse_links(path: Path, root: Path | None) -> None:
+    """ConfigError naming the first symbolic link among ``path`` and its folders below
+    ``root`` (without ``root``: ``path`` and the folder holding it)."""
+    inside = path.parent.relative_to(root).parts if root is not None else ("",)
+    folders = [path.parents[n] for n in reversed(range(len(inside)))]
+    for candidate in [*folders, path]:
+        if candidate.is_symlink():
+            kind = "folder" if candidate.is_dir() else "file"
+            raise ConfigError(f"{candidate} is a symbolic link; the harness does not write "
+                              f"through links in a run directory (replace it by a real {kind})")
 
 
 def finite(value: Any) -> Any:
@@ -78,7 +119,7 @@ def new_run_id(label: str = "") -> str:
     """``YYYYmmdd-HHMMSS-xxxxxx``: sortable by time, unique without coordination."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     suffix = secrets.token_hex(3)
-    return f"{stamp}-{safe_name(label)}-{suffix}" if label else f"{stamp}-{suffix}"
+    return f"{stamp}-{safe_name(label, RUN_ID_LABEL)}-{suffix}" if label else f"{stamp}-{suffix}"
 
 
 class RunStore:
@@ -115,7 +156,13 @@ class RunStore:
     def lock(self) -> Iterator[None]:
         """Hold the run's lock while writing it: a second process (a ``--resume`` of a run
         still going) gets a ConfigError instead of interleaving records. The kernel drops
-        the lock when its holder dies, however it dies."""
+        the lock when its holder dies, however it dies.
+
+        Before anything is written, ConfigError if one of the run's files or folders is a
+        symbolic link (see the module's docstring); once the lock is held, temporary files
+        a killed writer left (``.harness-tmp-*``) are removed."""
+        for name in (LOCK, MANIFEST, RECORDS, REPORT, *FOLDERS):
+            _refuse_links(self.path / name, self.path)
         lock = FileLock(self.path / LOCK, timeout=0)
         try:
             lock.acquire()
@@ -123,9 +170,27 @@ class RunStore:
             raise ConfigError(f"{self.path} is being written by another harness process "
                               f"(it holds {LOCK})") from None
         try:
+            self.remove_stale_temporaries()
             yield
         finally:
             lock.release()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Remove (and return) the temporary files of writes whose process was killed, in
+        the run directory and its folders: regular files named as :func:`write_atomic`
+        names them, links not followed. Hold the lock: the only other writer, ``harness
+        report``, writes a file again if it loses its temporary one."""
+        removed, folders = [], [self.path]
+        with os.scandir(self.path) as entries:
+            folders += [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+        for folder in folders:
+            with os.scandir(folder) as entries:
+                stale = [Path(e.path) for e in entries
+                         if e.is_file(follow_symlinks=False) and TEMP_PATTERN.fullmatch(e.name)]
+            for path in stale:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     # manifest ---------------------------------------------------------------------------
     def manifest(self) -> Manifest:
@@ -133,14 +198,16 @@ class RunStore:
         path = self.path / MANIFEST
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
+            _check_manifest(data)
             return Manifest.from_json(data, run_id=self.path.name)
         except OSError as error:
-            raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
-        except (ValueError, TypeError) as error:  # JSON, UTF-8 or shape
+            raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
+        except (ValueError, TypeError, AttributeError) as error:  # JSON, UTF-8 or shape
             raise ConfigError(f"{path}: not a harness manifest ({error})") from None
 
     def write_manifest(self, manifest: Manifest) -> None:
-        write_atomic(self.path / MANIFEST, to_json(manifest.to_json(), indent=2) + "\n")
+        write_atomic(self.path / MANIFEST, to_json(manifest.to_json(), indent=2) + "\n",
+                     root=self.path)
 
     def update_manifest(self, **changes: Any) -> None:
         self.write_manifest(self.manifest().with_changes(**changes))
@@ -157,11 +224,12 @@ class RunStore:
         key = safe_name(record.key)
         rows = [finite(dict(row)) for row in curve]
         if rows:
-            write_atomic(self.path / "curves" / f"{key}.csv", _csv(rows))
+            write_atomic(self.path / "curves" / f"{key}.csv", _csv(rows), root=self.path)
         if traceback:
-            write_atomic(self.path / "errors" / f"{key}.txt", traceback)
+            write_atomic(self.path / "errors" / f"{key}.txt", traceback, root=self.path)
         line = (to_json(record.to_json()) + "\n").encode("utf-8")
-        with open(self.path / RECORDS, "a+b") as handle:
+        _refuse_links(self.path / RECORDS, self.path)
+        with open(self.path / RECORDS, "a+b", opener=_no_follow) as handle:
             if handle.seek(0, os.SEEK_END) and not _ends_with_newline(handle):
                 line = b"\n" + line  # the last line was torn by a kill: leave it alone
             handle.write(line)
@@ -183,7 +251,7 @@ class RunStore:
             if not line.strip():
                 continue
             try:
-                record = Record.from_json(json.loads(line))
+                record = _check_record(Record.from_json(json.loads(line)))
             except (ValueError, TypeError, AttributeError):
                 warnings.warn(f"{path}:{number}: skipping a torn or corrupt record line",
                               stacklevel=2)
@@ -192,31 +260,54 @@ class RunStore:
         return list(found.values())
 
     def curve(self, key: str) -> list[dict[str, Any]]:
-        """The per-epoch curve of one combination (empty if none was stored)."""
+        """The per-epoch curve of one combination (empty if none was stored); ConfigError
+        naming the file if it is not UTF-8 CSV of numbers with increasing whole epochs."""
         path = self.path / "curves" / f"{safe_name(key)}.csv"
         if not path.is_file():
             return []
-        with open(path, encoding="utf-8", newline="") as handle:
-            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        try:
+            text = path.read_bytes().decode("utf-8")
+            rows = [{k: _number(v) for k, v in row.items()}
+                    for row in csv.DictReader(io.StringIO(text, newline=""))]
+            epochs = [row.get("epoch") for row in rows]
+            if rows and not all(isinstance(e, int) for e in epochs):
+                raise ValueError("its epoch column is missing or not whole numbers")
+            if any(a >= b for a, b in zip(epochs, epochs[1:])):
+                raise ValueError("its epochs do not increase")
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
+        except (ValueError, TypeError, csv.Error) as error:
+            raise ConfigError(f"{path}: not a curve ({error})") from None
+        return rows
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a derived file (e.g. ``report.md``) atomically inside the run directory."""
         target = self.path / safe_name(name)
-        write_atomic(target, text)
+        write_atomic(target, text, root=self.path)
         return target
 
     def write_files(self, folder: str, files: Mapping[str, bytes]) -> list[Path]:
         """Replace the derived files in ``folder`` (e.g. ``plots``) by ``files`` (name to
-        content), each written atomically; files of the folder not named are removed."""
+        content), each written atomically; files of the folder not named are removed.
+        ConfigError before any change if ``folder`` or one of the files is a symbolic
+        link (never followed nor removed); other links in the folder are left alone."""
         base = self.path / safe_name(folder)
         targets = {base / safe_name(name): data for name, data in files.items()}
+        for target in [base, *targets]:
+            _refuse_links(target, self.path)
         for target, data in targets.items():
-            write_atomic(target, data)
+            write_atomic(target, data, root=self.path)
         if base.is_dir():
             for stale in base.iterdir():
-                if stale.is_file() and stale not in targets:
+                if (stale.is_file() and not stale.is_symlink() and stale not in targets
+                        and not TEMP_PATTERN.fullmatch(stale.name)):
                     stale.unlink()
         return list(targets)
+
+
+def _no_follow(file: str, flags: int) -> int:
+    """Open ``records.jsonl``, never through a link (closing the gap after the check)."""
+    return os.open(file, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
 
 def _ends_with_newline(handle: Any) -> bool:
@@ -232,10 +323,76 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _number(text: str | None) -> float | int | None:
+def _number(text: Any) -> float | int | None:
     if text is None or text == "":
         return None
+    if not isinstance(text, str):  # a row longer than the header
+        raise ValueError("a row has more cells than the header")
     try:
         return int(text)
     except ValueError:
         return float(text)
+
+
+def _is(kind: type | tuple[type, ...]) -> Callable[[Any], bool]:
+    """A check: None or of ``kind`` (a bool only where ``kind`` has bool: not a number)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return lambda v: v is None or isinstance(v, kinds) and (bool in kinds or type(v) is not bool)
+
+
+def _each(kind: type | tuple[type, ...]) -> Callable[[Any], bool]:
+    """A check: None or a list of ``kind``."""
+    return lambda v: v is None or isinstance(v, list) and all(x is not None and _is(kind)(x)
+                                                              for x in v)
+
+
+def _check_types(checks: Mapping[str, tuple[Any, Callable[[Any], bool]]]) -> None:
+    for name, (value, check) in checks.items():
+        if not check(value):
+            raise ValueError(f"{name} has the wrong type ({type(value).__name__})")
+
+
+SCALAR = (str, int, float, bool)
+RECORD_TYPES = {"error": str, "started": str, "finished": str, "wall_seconds": (int, float),
+                "train_seconds": (int, float), "num_params": int, "torch_threads": int,
+                "carries_state": bool, "model_settings": Mapping, "checkpoint": str}
+
+
+def _check_record(r: Record) -> Record:
+    """``r``, or ValueError naming a field of the wrong type."""
+    _check_types({"status": (r.status, lambda v: isinstance(v, str)),
+                  **{n: (getattr(r, n), _is(kind)) for n, kind in RECORD_TYPES.items()},
+                  "settings": (list(r.settings.values()), _each(SCALAR)),
+                  "generated": (list(r.generated.values()), _each(str)),
+                  "thread_dependent_parameters": (list(r.thread_dependent_parameters),
+                                                  _each(str))})
+    return r
+
+
+def _check_manifest(data: Any) -> None:
+    """ValueError naming the first field of a manifest's JSON with the wrong type (absent
+    and null fields are left to :meth:`Manifest.from_json`'s defaults)."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    parts = {n: data.get(n) or {} for n in ("settings", "environment", "executor", "plan")}
+    _check_types({name: (value, _is(dict)) for name, value in parts.items()})
+    settings, plan = parts["settings"], parts["plan"]
+    _check_types({
+        **{n: (data.get(n), _is(str)) for n in ("status", "command", "run_id")},
+        "resumed": (data.get("resumed"), _each(dict)),
+        **{f"settings.{n}": (settings.get(n), _is(str)) for n in ("task", "device")},
+        **{f"settings.{n}": (settings.get(n), _each(str)) for n in ("models", "samplers")},
+        "settings.seeds": (settings.get("seeds"), _each(int)),
+        "settings.grid": (settings.get("grid"), lambda v: _is(dict)(v)
+                          and all(isinstance(x, list) for x in (v or {}).values())),
+        **{f"settings.{n}": (settings.get(n), _is(dict)) for n in ("recipe", "corpus")},
+        "plan.task": (plan.get("task"), _is(str)),
+        "plan.task_settings": (plan.get("task_settings"), _is(dict)),
+        "plan.combinations": (plan.get("combinations"), _each(dict)),
+    })
+    for c in plan.get("combinations") or ():
+        point = c.get("settings") or {}
+        if not (all(isinstance(c.get(k), str) for k in ("model", "sampler"))
+                and isinstance(c.get("seed"), int) and isinstance(point, dict)
+                and _each(SCALAR)(list(point.values()))):
+            raise ValueError("plan.combinations holds a wrong-shaped combination")

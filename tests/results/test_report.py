@@ -1,5 +1,8 @@
 from pathlib import Path
 
+import pytest
+
+from harness.errors import ConfigError
 from harness.results.plots import is_png
 from harness.plan.recipe import Recipe
 from harness.results.report import PLOTS, THROUGHPUT_PNG, render_report, write_report
@@ -173,3 +176,39 @@ def test_no_reference_row_says_why(tmp_path: Path) -> None:
     store = reference_run(tmp_path, [("scratch", "sequential", 1.04, {})],
                           recipe={**Recipe().to_dict(), "max_tokens": 5000})
     assert "no group of this run has those settings" in reference_section(store)
+
+
+@pytest.mark.parametrize("content", [b"epoch,train_ppl\n1,abc\n", b"epoch,train_ppl\n1,\xff\n"])
+def test_an_unreadable_curve_is_skipped_said_and_the_rest_written(tmp_path: Path,
+                                                                   content: bytes) -> None:
+    store = make_run(tmp_path)
+    bad = store.path / "curves" / "m__s__seed1.csv"
+    bad.write_bytes(content)
+    with pytest.warns(UserWarning, match=f"skipping a curve: {bad}: not a curve") as caught:
+        text = write_report(store).read_text()
+    assert len(caught) == 1  # said once, though the charts and the table both read curves
+    assert ("Skipped a curve file that cannot be read: curves/m\\_\\_s\\_\\_seed1.csv: not a "
+            "curve (") in text and str(tmp_path) not in text
+    assert "m/s/seed0 train" in text and "m/s/seed1 train" not in text  # the rest is there
+    assert "m3/s/seed0 train" in text
+    plots = sorted(p.name for p in (store.path / PLOTS).iterdir())
+    assert plots == ["curves-01-m_s.png", "curves-03-m3_s.png", THROUGHPUT_PNG]
+
+
+def test_a_linked_plots_folder_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    store = make_run(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("mine")
+    (store.path / PLOTS).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ConfigError, match=f"{store.path / PLOTS} is a symbolic link"):
+        write_report(store)
+    assert [p.name for p in elsewhere.iterdir()] == ["notes.txt"]
+    assert (store.path / PLOTS).is_symlink() and not (store.path / "report.md").exists()
+
+
+def test_plugins_of_any_shape_in_the_environment_still_render(tmp_path: Path) -> None:
+    store = make_run(tmp_path)
+    for plugins in (5, [5, {"plugin": "p"}], None):
+        store.update_manifest(environment={"torch": "x", "plugins": plugins})
+        assert "## Environment" in render_report(store)

@@ -5,7 +5,7 @@ back, so every run directory loads."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -106,7 +106,7 @@ class Record:
             values.get("thread_dependent_parameters") or ())
         metrics = {name: _number(data.get(name)) for name in METRIC_NAMES}
         extra = {k: v for k, v in data.items() if k not in known and k not in METRIC_NAMES}
-        return cls(**values, metrics=metrics, extra=extra)
+        return _check_record(cls(**values, metrics=metrics, extra=extra))
 
 
 def _number(value: Any) -> float | None:
@@ -184,8 +184,7 @@ class Manifest:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], run_id: str = "") -> Manifest:
         """ValueError if ``data`` is not a manifest (not a mapping, or its parts mistyped)."""
-        if not isinstance(data, Mapping):
-            raise ValueError("not a JSON object")
+        _check_manifest(data)
         parts = {name: {} if data.get(name) is None else data[name]
                  for name in ("settings", "environment", "executor")}
         for name, value in parts.items():
@@ -202,3 +201,67 @@ class Manifest:
                    executor=parts["executor"], plan=plan,
                    resumed=tuple(data.get("resumed") or ()),
                    extra={k: v for k, v in data.items() if k not in known})
+
+
+def _is(kind: type | tuple[type, ...]) -> Callable[[Any], bool]:
+    """A check: None or of ``kind`` (a bool only where ``kind`` has bool: not a number)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return lambda v: v is None or isinstance(v, kinds) and (bool in kinds or type(v) is not bool)
+
+
+def _each(kind: type | tuple[type, ...]) -> Callable[[Any], bool]:
+    """A check: None or a list of ``kind``."""
+    return lambda v: v is None or isinstance(v, list) and all(x is not None and _is(kind)(x)
+                                                              for x in v)
+
+
+def _check_types(checks: Mapping[str, tuple[Any, Callable[[Any], bool]]]) -> None:
+    for name, (value, check) in checks.items():
+        if not check(value):
+            raise ValueError(f"{name} has the wrong type ({type(value).__name__})")
+
+
+SCALAR = (str, int, float, bool)
+RECORD_TYPES = {"error": str, "started": str, "finished": str, "wall_seconds": (int, float),
+                "train_seconds": (int, float), "num_params": int, "torch_threads": int,
+                "carries_state": bool, "model_settings": Mapping, "checkpoint": str}
+
+
+def _check_record(r: Record) -> Record:
+    """``r``, or ValueError naming a field of the wrong type."""
+    _check_types({"status": (r.status, lambda v: isinstance(v, str)),
+                  **{n: (getattr(r, n), _is(kind)) for n, kind in RECORD_TYPES.items()},
+                  "settings": (list(r.settings.values()), _each(SCALAR)),
+                  "generated": (list(r.generated.values()), _each(str)),
+                  "thread_dependent_parameters": (list(r.thread_dependent_parameters),
+                                                  _each(str))})
+    return r
+
+
+def _check_manifest(data: Any) -> None:
+    """ValueError naming the first field of a manifest's JSON with the wrong type (absent
+    and null fields are left to :meth:`Manifest.from_json`'s defaults)."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    parts = {n: data.get(n) or {} for n in ("settings", "environment", "executor", "plan")}
+    _check_types({name: (value, _is(dict)) for name, value in parts.items()})
+    settings, plan = parts["settings"], parts["plan"]
+    _check_types({
+        **{n: (data.get(n), _is(str)) for n in ("status", "command", "run_id")},
+        "resumed": (data.get("resumed"), _each(dict)),
+        **{f"settings.{n}": (settings.get(n), _is(str)) for n in ("task", "device")},
+        **{f"settings.{n}": (settings.get(n), _each(str)) for n in ("models", "samplers")},
+        "settings.seeds": (settings.get("seeds"), _each(int)),
+        "settings.grid": (settings.get("grid"), lambda v: _is(dict)(v)
+                          and all(isinstance(x, list) for x in (v or {}).values())),
+        **{f"settings.{n}": (settings.get(n), _is(dict)) for n in ("recipe", "corpus")},
+        "plan.task": (plan.get("task"), _is(str)),
+        "plan.task_settings": (plan.get("task_settings"), _is(dict)),
+        "plan.combinations": (plan.get("combinations"), _each(dict)),
+    })
+    for c in plan.get("combinations") or ():
+        point = c.get("settings") or {}
+        if not (all(isinstance(c.get(k), str) for k in ("model", "sampler"))
+                and isinstance(c.get("seed"), int) and isinstance(point, dict)
+                and _each(SCALAR)(list(point.values()))):
+            raise ValueError("plan.combinations holds a wrong-shaped combination")

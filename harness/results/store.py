@@ -32,9 +32,10 @@ import math
 import os
 import re
 import secrets
+import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -138,11 +139,12 @@ class RunStore:
                 break
             except FileExistsError:  # same second and same random suffix: draw again
                 continue
-            except OSError as error:
-                raise ConfigError(f"cannot create a run directory in {root} "
-                                  f"({error.strerror})") from None
         store = cls(path)
-        store.write_manifest(manifest.with_changes(run_id=path.name))
+        try:
+            store.write_manifest(manifest.with_changes(run_id=path.name))
+        except BaseException:  # no run directory without a manifest (a full disk, Ctrl-C)
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         return store
 
     @classmethod
@@ -198,7 +200,6 @@ class RunStore:
         path = self.path / MANIFEST
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
-            _check_manifest(data)
             return Manifest.from_json(data, run_id=self.path.name)
         except OSError as error:
             raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
@@ -251,7 +252,7 @@ class RunStore:
             if not line.strip():
                 continue
             try:
-                record = _check_record(Record.from_json(json.loads(line)))
+                record = Record.from_json(json.loads(line))
             except (ValueError, TypeError, AttributeError):
                 warnings.warn(f"{path}:{number}: skipping a torn or corrupt record line",
                               stacklevel=2)
@@ -332,67 +333,3 @@ def _number(text: Any) -> float | int | None:
         return int(text)
     except ValueError:
         return float(text)
-
-
-def _is(kind: type | tuple[type, ...]) -> Callable[[Any], bool]:
-    """A check: None or of ``kind`` (a bool only where ``kind`` has bool: not a number)."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return lambda v: v is None or isinstance(v, kinds) and (bool in kinds or type(v) is not bool)
-
-
-def _each(kind: type | tuple[type, ...]) -> Callable[[Any], bool]:
-    """A check: None or a list of ``kind``."""
-    return lambda v: v is None or isinstance(v, list) and all(x is not None and _is(kind)(x)
-                                                              for x in v)
-
-
-def _check_types(checks: Mapping[str, tuple[Any, Callable[[Any], bool]]]) -> None:
-    for name, (value, check) in checks.items():
-        if not check(value):
-            raise ValueError(f"{name} has the wrong type ({type(value).__name__})")
-
-
-SCALAR = (str, int, float, bool)
-RECORD_TYPES = {"error": str, "started": str, "finished": str, "wall_seconds": (int, float),
-                "train_seconds": (int, float), "num_params": int, "torch_threads": int,
-                "carries_state": bool, "model_settings": Mapping, "checkpoint": str}
-
-
-def _check_record(r: Record) -> Record:
-    """``r``, or ValueError naming a field of the wrong type."""
-    _check_types({"status": (r.status, lambda v: isinstance(v, str)),
-                  **{n: (getattr(r, n), _is(kind)) for n, kind in RECORD_TYPES.items()},
-                  "settings": (list(r.settings.values()), _each(SCALAR)),
-                  "generated": (list(r.generated.values()), _each(str)),
-                  "thread_dependent_parameters": (list(r.thread_dependent_parameters),
-                                                  _each(str))})
-    return r
-
-
-def _check_manifest(data: Any) -> None:
-    """ValueError naming the first field of a manifest's JSON with the wrong type (absent
-    and null fields are left to :meth:`Manifest.from_json`'s defaults)."""
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    parts = {n: data.get(n) or {} for n in ("settings", "environment", "executor", "plan")}
-    _check_types({name: (value, _is(dict)) for name, value in parts.items()})
-    settings, plan = parts["settings"], parts["plan"]
-    _check_types({
-        **{n: (data.get(n), _is(str)) for n in ("status", "command", "run_id")},
-        "resumed": (data.get("resumed"), _each(dict)),
-        **{f"settings.{n}": (settings.get(n), _is(str)) for n in ("task", "device")},
-        **{f"settings.{n}": (settings.get(n), _each(str)) for n in ("models", "samplers")},
-        "settings.seeds": (settings.get("seeds"), _each(int)),
-        "settings.grid": (settings.get("grid"), lambda v: _is(dict)(v)
-                          and all(isinstance(x, list) for x in (v or {}).values())),
-        **{f"settings.{n}": (settings.get(n), _is(dict)) for n in ("recipe", "corpus")},
-        "plan.task": (plan.get("task"), _is(str)),
-        "plan.task_settings": (plan.get("task_settings"), _is(dict)),
-        "plan.combinations": (plan.get("combinations"), _each(dict)),
-    })
-    for c in plan.get("combinations") or ():
-        point = c.get("settings") or {}
-        if not (all(isinstance(c.get(k), str) for k in ("model", "sampler"))
-                and isinstance(c.get("seed"), int) and isinstance(point, dict)
-                and _each(SCALAR)(list(point.values()))):
-            raise ValueError("plan.combinations holds a wrong-shaped combination")

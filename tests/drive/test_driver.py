@@ -198,13 +198,14 @@ def test_a_full_disk_at_the_start_is_one_line_and_leaves_no_run(
     def full(*args, **kwargs):
         raise enospc()
 
-    monkeypatch.setattr(RunStore, "create", full)
+    monkeypatch.setattr(RunStore, "write_manifest", full)  # the directory, but no room
     result = CliRunner().invoke(main, ["run", "--task", str(small_task), "-m", "scratch",
                                        "-s", "sequential", "-o", str(tmp_path / "out"), "-q"])
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines() == [
         f"Error: cannot create a run directory in {tmp_path / 'out'} "
         "(No space left on device)"]
+    assert list((tmp_path / "out").iterdir()) == []  # no run without a manifest
 
 
 def test_a_disk_that_fills_during_the_run_keeps_what_was_recorded_and_resumes(

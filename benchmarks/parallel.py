@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 from harness.drive.driver import run
-from harness.plan.plan import DEFAULT_MODELS, DEFAULT_SAMPLERS
+from harness.data.taskfile import load_task
 from harness.execute.processes import ProcessExecutor
 from harness.machine.determinism import make_thread_invariant, reproducible_mode
 
@@ -51,8 +51,9 @@ from harness.machine.determinism import make_thread_invariant, reproducible_mode
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path)
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
-    parser.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS))
+    task = load_task("timemachine")  # its default grid, as 'harness run' trains it
+    parser.add_argument("--models", default=",".join(task.default_models))
+    parser.add_argument("--samplers", default=",".join(task.default_samplers))
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1,

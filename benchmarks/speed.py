@@ -120,7 +120,8 @@ def main() -> None:
         net, make_updater = d2l_seed.build(name, V, args.hiddens, CPU)
         updater = make_updater(args.lr)
         rng = seed_everything(0)
-        model = registry.model(name).factory(V, recipe.model_settings(), CPU)
+        settings = recipe.model_settings(reproducible=args.reproducible)
+        model = registry.model(name).factory(V, settings, CPU)
         sampler = registry.sampler(args.sampler)
 
         def harness_rates(epochs: int) -> list[float]:

@@ -19,7 +19,6 @@ from click.core import ParameterSource
 
 import harness
 from harness.errors import HarnessError
-from harness.names import safe_name
 from harness.version import __version__
 
 EXIT_ERROR = 1
@@ -213,11 +212,12 @@ def _interruptible(start: Callable[[], Any]) -> Any:
 
 def _summarise(result: Any, quiet: bool) -> None:
     """On stderr: every combination that did not finish ok, why, and where the details are."""
-    bad = [r for r in harness.RunStore.open(result.path).records() if not r.ok]
+    store = harness.RunStore.open(result.path)
+    bad = [r for r in store.records() if not r.ok]
     if bad:
         click.echo(f"{len(bad)} of {len(result.table)} combinations did not finish ok:", err=True)
     for record in sorted(bad, key=lambda r: r.key):
-        details = result.path / "errors" / f"{safe_name(record.key)}.txt"
+        details = store.error_file(record.key)
         click.echo(f"  {record.label}: {record.status}: {record.error or ''}"
                    + (f" [{details}]" if details.is_file() else ""), err=True)
     if not quiet:

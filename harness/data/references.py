@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.metrics import NAMES as METRIC_NAMES
+
 Scalar = str | int | float | bool
 """A recipe value as a task file or a manifest holds it."""
 
@@ -126,6 +128,8 @@ def parse_reference(data: Any) -> Reference:
                          f"{', '.join(ENTRY_KEYS)}")
     model, sampler, metric, source = (_text(data, k) for k in ("model", "sampler", "metric",
                                                                 "source"))
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"metric must be one of {', '.join(METRIC_NAMES)}, got {metric!r}")
     low, high = _number(data, "low"), _number(data, "high")
     if low > high:
         raise ValueError(f"low ({low:g}) must not be above high ({high:g})")

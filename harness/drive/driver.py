@@ -21,7 +21,7 @@ from harness.errors import ConfigError, StorageError
 from harness.execute.executor import Executor, SerialExecutor
 from harness.execute.signals import RunInterrupted, SignalGuard
 from harness.machine.determinism import make_thread_invariant, reproducible_mode
-from harness.plan.gate import check_executor, check_writable, plan_run
+from harness.plan.gate import check_executor, check_writable, dry_run, plan_run
 from harness.plan.plan import Combination, Plan
 from harness.plan.request import ExecutorChoice, RunRequest
 from harness.plugin.manager import load_registry
@@ -46,18 +46,24 @@ class RunResult:
 
 
 def run(request: RunRequest | None = None, /, *, registry: Registry | None = None,
-        executor: Executor | None = None, **options: Any) -> RunResult:
+        executor: Executor | ExecutorChoice | str | None = None,
+        **options: Any) -> RunResult:
     """Check, plan, train and record a grid, into a new run directory.
 
     Give a :class:`RunRequest`, or its fields as keywords with recipe overrides beside
-    them (``models=["scratch"], epochs=5, jobs=2``). ``executor`` replaces the one the
-    request chooses (e.g. a configured ``ProcessExecutor``). Bad input raises
-    :class:`ConfigError` before any run directory exists; Ctrl-C or SIGTERM raises
+    them (``models=["scratch"], epochs=5, jobs=2``). ``executor`` is a kind
+    (``"processes"``), an :class:`ExecutorChoice`, or a configured executor object (e.g.
+    ``ProcessExecutor(jobs=2)``) that replaces the one the request chooses. Bad input
+    raises :class:`ConfigError` before any run directory exists; Ctrl-C or SIGTERM raises
     :class:`RunInterrupted` after marking the run ``interrupted`` (finish it with
     :func:`resume`).
     """
+    if isinstance(executor, (str, ExecutorChoice)):
+        options["executor"], executor = executor, None
     if request is not None and options:
         raise ConfigError("give a RunRequest or keyword options, not both")
+    if request is not None and not isinstance(request, RunRequest):
+        raise ConfigError(f"run() takes a RunRequest or keyword options, got {request!r}")
     request = request or RunRequest.from_options(**options)
     registry = registry or load_registry()
     plan = plan_run(request, registry, isolated=None if executor is None
@@ -69,7 +75,8 @@ def run(request: RunRequest | None = None, /, *, registry: Registry | None = Non
     chosen.check(job)
     manifest = Manifest(run_id="", status="running", settings=run_settings(plan),
                         command=request.command,
-                        environment=collect_environment(plan.device, registry),
+                        environment=collect_environment(plan.device, registry,
+                                                        reproducible=plan.reproducible),
                         executor=chosen.describe(),
                         plan=plan_manifest(plan, request.save_checkpoints),
                         extra={"references": plan.task.references_json()})
@@ -105,6 +112,8 @@ def resume(path: str | Path, *, registry: Registry | None = None,
     if manifest.reproducible and not reproducible_mode():
         make_thread_invariant()
     plan, save_checkpoints = load_plan(manifest, registry, where=store.path, quiet=quiet)
+    dry_run(plan, registry, isolated=not isinstance(executor, SerialExecutor),
+            seconds=getattr(executor, "timeout", None))
     job = Job(plan, registry.loader, quiet, save_checkpoints, registry=registry)
     with store.lock():  # before the check, which may start a local Ray: a run in use is
         executor.check(job)  # refused with nothing left running

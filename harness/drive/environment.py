@@ -12,10 +12,10 @@ import torch
 from harness.version import __version__
 from harness.machine.device import cpu_name, device_name
 from harness.plugin.registry import Registry
-from harness.machine.determinism import reproducible_mode
 
 
-def collect_environment(device: torch.device, registry: Registry) -> dict[str, Any]:
+def collect_environment(device: torch.device, registry: Registry, *,
+                        reproducible: bool) -> dict[str, Any]:
     """The environment of a run, as stored in its manifest."""
     return {
         "harness": __version__,
@@ -26,7 +26,7 @@ def collect_environment(device: torch.device, registry: Registry) -> dict[str, A
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "reproducible": reproducible_mode(),
+        "reproducible": reproducible,
         "device": str(device),
         "device_name": device_name(device),
         "cuda": torch.version.cuda,

@@ -63,7 +63,8 @@ def load_plan(manifest: Manifest, registry: Registry, *, where: Path,
         expected = settings.corpus["sha1"]
         rebuild = partial(build_plan, registry, combos, task=stored["task"],
                           overrides=dict(settings.recipe), device=settings.device,
-                          grid=dict(settings.grid), quiet=quiet)
+                          grid=dict(settings.grid), quiet=quiet,
+                          reproducible=manifest.reproducible)
     except (KeyError, TypeError) as error:
         raise ConfigError(f"{where}: the manifest holds no resumable plan "
                           f"({type(error).__name__}: {error})") from None

@@ -39,14 +39,12 @@ from harness.machine.device import available_cores
 from harness.errors import ConfigError
 from harness.execute.executor import Sink, check_sendable
 from harness.numbers import check_number
-from harness.plan.gate import check_timeout
+from harness.plan.gate import RAY_MISSING, check_timeout
 from harness.plan.plan import Combination
 from harness.machine.determinism import VARIABLE, reproducible_mode
 from harness.train.combination import Job, Outcome, lost_outcome
 from harness.execute.signals import raise_if_interrupted
 
-REQUIREMENT = "ray>=2.40"
-INSTALL = "pip install 'rnn-harness[ray]'"
 LOCAL_OBJECT_STORE_BYTES = 200_000_000
 """Object store of a local Ray started for a run: it holds the run (corpus ids, plan) once
 and each outcome (records, curves, checkpoints: kilobytes to megabytes) until the driver
@@ -66,8 +64,7 @@ def import_ray() -> ModuleType:
     try:
         import ray
     except ImportError:
-        raise ConfigError(f"--executor ray needs Ray, which is not installed: {INSTALL} "
-                          f"(or pip install '{REQUIREMENT}')") from None
+        raise ConfigError(RAY_MISSING) from None
     return ray
 
 

@@ -50,8 +50,13 @@ def make_thread_invariant() -> None:
     Raises :class:`ConfigError` when the products still depend on the thread count: this
     process made a matrix product before the call, or torch is not built with oneMKL.
     """
+    before = os.environ.get(VARIABLE)
     os.environ[VARIABLE] = STRICT
     if thread_count_changes_results():
+        if before is None:  # refused: leave the process as it was
+            del os.environ[VARIABLE]
+        else:
+            os.environ[VARIABLE] = before
         raise ConfigError(
             f"--reproducible: matrix products still depend on the thread count; set "
             f"{VARIABLE}={STRICT} before the process's first matrix product (or torch's "

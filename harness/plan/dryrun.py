@@ -14,10 +14,11 @@ Anything else a plugin raises here (no meta kernel, an ``.item()``) is left to t
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 
 import torch
 
@@ -66,38 +67,40 @@ DRY_RUN_SECONDS = 60.0
 
 def check_models_isolated(plan: Plan, loader: Callable[[], Registry], *,
                           seconds: float = DRY_RUN_SECONDS) -> None:
-    """:func:`check_models` in a fresh child process that loads the plugins through
+    """:func:`check_models` in a fresh interpreter that loads the plugins through
     ``loader``; its refusal is raised here, and anything else (a crash, a hang past
-    ``seconds``) is left to the run."""
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_check_in_child, args=(plan, loader, send),
-                            name="harness-dry-run", daemon=True)
+    ``seconds``, a plan that cannot be sent) is left to the run. A ``python -c`` child,
+    not a multiprocessing one, so the user's ``__main__`` is never run again."""
     try:
-        child.start()
+        payload = pickle.dumps((plan, loader))
     except Exception:  # noqa: BLE001 - it cannot reach a child: the executor's check says so
-        receive.close()
         return
-    finally:
-        send.close()
     try:
-        refusal = receive.recv() if receive.poll(seconds) else None
-    except (EOFError, OSError):  # the child died: nothing was checked
-        refusal = None
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
-        receive.close()
+        done = subprocess.run([sys.executable, "-c", _CHILD], input=payload,
+                              stdout=subprocess.PIPE, timeout=seconds, check=False,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    except subprocess.TimeoutExpired:
+        return
+    refusal = done.stdout.decode("utf-8", errors="replace").strip() \
+        if done.returncode == REFUSED else ""
     if refusal:
         raise ConfigError(refusal)
 
 
-def _check_in_child(plan: Plan, loader: Callable[[], Registry], send: Connection) -> None:
-    os.dup2(2, 1)  # a plugin's prints go to stderr, as in a worker
-    try:
-        check_models(plan, loader())
-    except ConfigError as error:
-        send.send(str(error))
-        return
-    send.send("")
+REFUSED = 3
+"""The child's exit code when a model refused its settings (the reason on stdout)."""
+
+_CHILD = f"""
+import os, pickle, sys
+out = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)  # a plugin's prints go to stderr, as in a worker
+from harness.errors import ConfigError
+from harness.plan.dryrun import check_models
+plan, loader = pickle.loads(sys.stdin.buffer.read())
+try:
+    check_models(plan, loader())
+except ConfigError as error:
+    out.write(str(error))
+    out.close()
+    sys.exit({REFUSED})
+"""

@@ -9,6 +9,7 @@ every executor).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -26,6 +27,9 @@ from harness.plugin.registry import Registry
 MAX_TIMEOUT = 24 * 24 * 3600
 """The longest ``--timeout`` in seconds, 24 days: the process executor waits with
 ``poll()``, whose limit is 2**31 - 1 milliseconds (24.8 days)."""
+
+RAY_MISSING = ("--executor ray needs Ray, which is not installed: pip install "
+               "'rnn-harness[ray]' (or pip install 'ray>=2.40')")
 
 MAX_COMBINATIONS = 100_000
 """More combinations than any machine trains; a larger grid is a typo, refused at once."""
@@ -64,16 +68,24 @@ def plan_run(request: RunRequest, registry: Registry, *, isolated: bool | None =
                    for s in samplers for point in grid_points(grid))
     plan = build_plan(registry, combos, task=request.task, overrides=dict(request.recipe),
                       corpus=request.corpus, device=request.device, grid=grid,
-                      quiet=request.quiet)
+                      quiet=request.quiet, reproducible=request.reproducible)
     if isolated is None:
         isolated = request.executor.resolved_kind != "serial"
-    if isolated and registry.loader is not None:
-        limits = [s for s in (seconds, request.executor.timeout) if _positive(s)]
-        check_models_isolated(plan, registry.loader, seconds=min([*limits, DRY_RUN_SECONDS]))
-    else:
-        check_models(plan, registry)
+    dry_run(plan, registry, isolated=isolated, seconds=seconds or request.executor.timeout)
     check_writable(request.output_dir)
     return plan
+
+
+def dry_run(plan: Plan, registry: Registry, *, isolated: bool,
+            seconds: float | None = None) -> None:
+    """Every model of ``plan`` built and run once on the meta device: here, or where the
+    run keeps plugin code out of this process (``isolated``) in a child process given
+    at most ``seconds`` (a combination's time limit) and :data:`DRY_RUN_SECONDS`."""
+    if isolated and registry.loader is not None:
+        limit = min([s for s in (seconds,) if _positive(s)] + [DRY_RUN_SECONDS])
+        check_models_isolated(plan, registry.loader, seconds=limit)
+    else:
+        check_models(plan, registry)
 
 
 def _positive(seconds: object) -> bool:
@@ -86,6 +98,8 @@ def check_executor(choice: ExecutorChoice) -> None:
     if choice.kind is not None and choice.kind not in EXECUTORS:
         raise ConfigError(f"unknown executor {choice.kind!r}; choose from: {', '.join(EXECUTORS)}")
     kind = choice.resolved_kind
+    if kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError(RAY_MISSING)
     if kind != "ray" and (choice.address is not None or choice.cpus_per_task is not None):
         raise ConfigError("--address and --cpus-per-task go with --executor ray")
     if kind == "ray" and choice.jobs is not None:

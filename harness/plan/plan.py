@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from harness.machine.determinism import reproducible_mode
 from harness.machine.device import resolve_device
 from harness.errors import ConfigError
 from harness.plan.grid import Point, Value, describe_point, normalize_grid
@@ -98,8 +97,9 @@ def build_plan(
     device: str = "auto",
     grid: Mapping[str, Sequence[object]] | None = None,
     quiet: bool = False,
+    reproducible: bool = False,
 ) -> Plan:
-    """A plan for exactly ``combos`` (as :func:`make_plan` made them, or as a run's manifest
+    """A plan for exactly ``combos`` (as the gate made them, or as a run's manifest
     stored them for ``--resume``), validated the same way: every combination's recipe
     (the run's, changed by its settings) must be valid and fit the data. The run's own
     recipe must fit only if some combination trains with it unchanged."""
@@ -123,7 +123,7 @@ def build_plan(
     check_grid_fits(dataset, recipes)
     task_ref = str(Path(task).resolve()) if Path(task).is_file() else task
     return Plan(loaded, dataset, recipe, resolved, combos, task_ref, normalize_grid(grid),
-                reproducible=reproducible_mode())
+                reproducible=reproducible)
 
 
 def point_recipe(recipe: Recipe, point: Point) -> Recipe:

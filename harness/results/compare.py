@@ -40,7 +40,7 @@ from harness.results.stats import (
 )
 from harness.results.schema import Manifest
 from harness.results.store import RunStore, to_json
-from harness.results.metrics import metric as metric_info
+from harness.metrics import metric as metric_info
 from harness.results.tables import escape_markdown, mean_std, render
 
 RECIPE_DEFAULTS = Recipe().to_dict()

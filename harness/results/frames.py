@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.results.metrics import METRICS, NAMES
+from harness.metrics import METRICS, NAMES
 from harness.results.schema import Record
 from harness.results.stats import SETTING_PREFIX, aggregate
 from harness.results.store import RunStore

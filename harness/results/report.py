@@ -21,6 +21,7 @@ from harness.errors import ConfigError
 from harness.names import safe_name
 from harness.results.plots import Bar, Curve, curves_png, throughput_png
 from harness.data.taskfile import run_references
+from harness.metrics import metric
 from harness.plan.recipe import Recipe
 from harness.results.frames import format_table, results_frame
 from harness.results.stats import SETTING_PREFIX, aggregate, group_columns
@@ -60,7 +61,7 @@ def build_report(store: RunStore) -> Report:
     parts += _settings(manifest)
     parts += _results(frame, summary)
     parts += _not_ok(records)
-    parts += _published(manifest.to_json(), summary)
+    parts += _published(manifest, summary)
     parts += _generated(records)
     parts += _charts(curves, frame, summary, charts)
     parts += _curves(curves, records, skipped)
@@ -165,30 +166,30 @@ def _not_ok(records: list[Record]) -> list[str]:
             markdown_table(rows.astype(object)), ""]
 
 
-def _published(manifest: dict[str, Any], summary: pd.DataFrame | None) -> list[str]:
+def _published(manifest: Manifest, summary: pd.DataFrame | None) -> list[str]:
     """Each group beside the reference numbers its task cites for the same model, sampler,
     corpus and recipe (:mod:`harness.data.references`), read from the manifest."""
     lines = ["## Reference numbers", ""]
-    settings = manifest.get("settings", {})
-    task = settings.get("task", "")
-    sha1 = settings.get("corpus", {}).get("sha1")
+    settings = manifest.settings
+    task, sha1 = settings.task, settings.corpus.get("sha1")
     try:
-        references = run_references(manifest.get("references"), task, sha1)
+        references = run_references(manifest.extra.get("references"), task, sha1)
     except ValueError as error:
         return lines + [f"The run's reference numbers cannot be read ({error}).", ""]
     defaults = Recipe().to_dict()
     rows = []
     for _, group in (summary.iterrows() if summary is not None else ()):
-        recipe = {**settings.get("recipe", {}), **_group_settings(group)}
+        recipe = {**settings.recipe, **_group_settings(group)}
         for ref in references.matching(group["model"], group["sampler"], task=task,
                                        corpus_sha1=sha1, recipe=recipe, defaults=defaults):
+            shown = metric(ref.metric)
             mean = group.get(f"{ref.metric}_mean")
-            ours = mean_std(mean, group.get(f"{ref.metric}_std"), 3)
+            ours = mean_std(mean, group.get(f"{ref.metric}_std"), shown.digits)
             rows.append({
                 **{k: group[k] for k in group_columns(summary)},
                 "hiddens": recipe["num_hiddens"], "layers": recipe["num_layers"],
                 "lr": recipe["lr"],
-                "metric": ref.metric.replace("_", " "),
+                "metric": shown.label,
                 "ours": ours or ("no ok seed" if f"{ref.metric}_mean" in group
                                  else "not measured"),
                 "ours, rounded": ref.format(mean) if ours else "",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from harness.names import combination_label
-from harness.results.metrics import NAMES as METRIC_NAMES
+from harness.metrics import NAMES as METRIC_NAMES
 
 STATUSES = ("ok", "failed", "diverged", "crashed", "timeout")
 """``ok``; ``failed`` (the model or sampler raised); ``diverged`` (non-finite loss);
@@ -35,7 +35,7 @@ class Record:
     finished: str | None = None
     error: str | None = None
     metrics: Mapping[str, float | None] = field(default_factory=dict)
-    """Metric name (:data:`harness.results.metrics.METRICS`) -> value; None: not measured."""
+    """Metric name (:data:`harness.metrics.METRICS`) -> value; None: not measured."""
     wall_seconds: float | None = None
     train_seconds: float | None = None
     num_params: int | None = None

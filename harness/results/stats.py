@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from harness.results.metrics import NAMES as METRICS
+from harness.metrics import NAMES as METRICS
 from harness.results.options import ALPHA, MIN_SEEDS
 
 

@@ -214,6 +214,10 @@ class RunStore:
         self.write_manifest(self.manifest().with_changes(**changes))
 
     # records ----------------------------------------------------------------------------
+    def error_file(self, key: str) -> Path:
+        """Where the traceback of combination ``key`` is kept, if it failed."""
+        return self.path / "errors" / f"{safe_name(key)}.txt"
+
     def append_record(
         self,
         record: Record,
@@ -227,7 +231,7 @@ class RunStore:
         if rows:
             write_atomic(self.path / "curves" / f"{key}.csv", _csv(rows), root=self.path)
         if traceback:
-            write_atomic(self.path / "errors" / f"{key}.txt", traceback, root=self.path)
+            write_atomic(self.error_file(record.key), traceback, root=self.path)
         line = (to_json(record.to_json()) + "\n").encode("utf-8")
         _refuse_links(self.path / RECORDS, self.path)
         with open(self.path / RECORDS, "a+b", opener=_no_follow) as handle:

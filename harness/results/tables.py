@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from harness.results.metrics import METRICS
+from harness.metrics import METRICS
 from harness.results.options import FORMATS
 from harness.results.stats import group_columns
 from harness.results.store import to_json

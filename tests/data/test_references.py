@@ -161,7 +161,7 @@ def test_a_malformed_reference_is_one_line_naming_the_file_and_key(
     ("", "[reference_defaults]\nmodel = 'm'\n",
      r"unknown key\(s\) \[reference_defaults\] model; choose from: metric, source"),
     ("", "[reference_defaults]\ndigits = 'one'\n[[reference]]\nmodel = 'm'\nsampler = 'a'\n"
-     "metric = 'p'\nlow = 1\nhigh = 2\nsource = 's'\n",
+     "metric = 'train_ppl'\nlow = 1\nhigh = 2\nsource = 's'\n",
      r"\[reference_defaults\] digits must be an integer"),
     ("", "[[reference]]\nmodel = 'm'\nsampler = 'a'\nlow = 1\nhigh = 2\nsource = 's'\n",
      r"\[\[reference\]\] #1 metric is missing"),
@@ -176,7 +176,7 @@ def test_malformed_reference_tables(tmp_path: Path, top: str, tables: str, match
 def test_references_need_the_corpus_sha1(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("name = 'x'\n[corpus]\npath = 'a'\n[[reference]]\nmodel = 'm'\n"
-                    "sampler = 'a'\nmetric = 'p'\nlow = 1\nhigh = 2\nsource = 's'\n")
+                    "sampler = 'a'\nmetric = 'train_ppl'\nlow = 1\nhigh = 2\nsource = 's'\n")
     with pytest.raises(ConfigError, match=r"\[\[reference\]\] needs \[corpus\] sha1"):
         load_task(str(path))
 
@@ -192,3 +192,13 @@ def test_an_entry_overrides_the_reference_defaults(tmp_path: Path) -> None:
     assert (first.metric, first.digits) == ("train_ppl", 1)
     assert (second.metric, second.digits) == ("valid_ppl", 2)
     assert parse_reference(second.to_json()) == second
+
+
+def test_a_reference_to_an_unknown_metric_is_refused() -> None:
+    from harness.data.references import parse_reference
+
+    entry = {"model": "m", "sampler": "s", "metric": "trian_ppl", "low": 1.0, "high": 1.2,
+             "source": "x"}
+    with pytest.raises(ValueError, match="metric must be one of train_ppl, valid_ppl, "
+                       "tokens_per_sec, got 'trian_ppl'"):
+        parse_reference(entry)

@@ -253,3 +253,53 @@ def test_a_report_that_cannot_be_written_says_so_and_the_status_stays_true(
             output_dir=tmp_path / "out", quiet=True, epochs=1)
     (run_dir,) = (tmp_path / "out").iterdir()
     assert RunStore.open(run_dir).manifest().status == "complete"
+
+
+@pytest.mark.parametrize("executor", ["processes", harness.ExecutorChoice(jobs=2)])
+def test_an_executor_may_be_named_or_chosen_as_well_as_given(
+        small_task: Path, tmp_path: Path, executor: object) -> None:
+    result = run(models=["scratch"], samplers=["sequential"], task=str(small_task),
+                 output_dir=tmp_path / "out", quiet=True, epochs=1, executor=executor)
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert result.status == "complete" and manifest["executor"]["kind"] == "processes"
+
+
+class Picky:
+    """A model that refuses its settings once a marker file exists."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def build(self, vocab_size, settings, device):
+        from harness_builtins.rnn import build_scratch
+
+        if self.marker.exists():
+            raise ValueError("picky today")
+        return build_scratch(vocab_size, settings, device)
+
+    @hookimpl
+    def register_models(self, register):
+        from harness.plugin.contracts import ModelSpec
+
+        register(ModelSpec("picky", self.build))
+
+
+def test_resume_dry_runs_the_models_too(small_task: Path, tmp_path: Path) -> None:
+    from harness.errors import ConfigError
+
+    registry = load_registry(autoload=False, extra=[Picky(tmp_path / "marker")])
+    result = run(models=["picky"], samplers=["sequential"], task=str(small_task),
+                 output_dir=tmp_path / "out", quiet=True, epochs=1, registry=registry)
+    (tmp_path / "marker").touch()
+    with pytest.raises(ConfigError, match="model 'picky': picky today"):
+        harness.resume(result.path, registry=registry, quiet=True)
+
+
+def test_the_plans_determinism_is_the_requests_not_the_environments(
+        small_task: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.machine.determinism import STRICT, VARIABLE
+    from helpers import make_plan
+
+    monkeypatch.setenv(VARIABLE, STRICT)  # left set by someone else
+    plan = make_plan(load_registry(), ["scratch"], ["sequential"], [0], str(small_task))
+    assert plan.reproducible is False

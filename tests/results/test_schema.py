@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results.metrics import METRICS, NAMES, metric
+from harness.metrics import METRICS, NAMES, metric
 from harness.results.schema import LEGACY_GENERATED, Manifest, Record, RunSettings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -38,9 +38,3 @@ def combination_label(model: str, sampler: str, *, seed: int,
     """``scratch/sequential/lr=0.5/seed0``: model, sampler, ``--set`` settings, seed."""
     pairs = settings.items() if isinstance(settings, Mapping) else settings
     return "/".join([model, sampler, *(f"{n}={v}" for n, v in pairs), f"seed{seed}"])
-
-
-def record_label(record: Mapping[str, Any]) -> str:
-    """:func:`combination_label` of a stored record."""
-    return combination_label(record["model"], record["sampler"], seed=record["seed"],
-                             settings=record.get("settings") or {})

@@ -58,10 +58,9 @@ ModelFactory = Callable[[int, ModelSettings, torch.device], nn.Module]
 """``factory(vocab_size, settings, device) -> model``.
 
 Settings the model does not support are refused with ``ValueError``, by the factory or by
-``forward``. A serial run calls the factory once on the ``meta`` device and runs one
-minibatch through the model there before it starts (:mod:`harness.plan.dryrun`), so the refusal
-comes before any training; with ``--jobs`` or Ray it is the combination's ``failed``
-record."""
+``forward``. Before any run starts, the factory is called on the ``meta`` device and one
+minibatch run through the model there (:mod:`harness.plan.dryrun`), so the refusal is one
+line before any training."""
 
 
 @dataclass(frozen=True)

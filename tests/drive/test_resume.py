@@ -258,3 +258,33 @@ def test_a_moved_corpus_of_a_task_with_its_own_path_is_taken_from_harness_corpus
     monkeypatch.setenv("HARNESS_CORPUS", str(copy))
     again, _ = load_plan(manifest, registry, where=Path("run"))
     assert again.dataset.path == copy and again.dataset.train == plan.dataset.train
+
+
+def test_a_combination_run_again_is_read_back_from_its_new_record(small_task: Path,
+                                                                   tmp_path: Path) -> None:
+    """--retry-failed appends a second record of the combination it runs again; the store
+    must read the run as the new one left it (the last record of a key wins)."""
+    from harness.results.schema import Record
+
+    first = run(models=["scratch"], samplers=["sequential", "random"], epochs=1,
+                task=str(small_task), output_dir=tmp_path / "out", quiet=True)
+    run_dir = first.path
+    lines = (run_dir / "records.jsonl").read_text().splitlines(keepends=True)
+    assert len(lines) == 2
+    trained = Record.from_json(json.loads(lines[0]))
+    failed = trained.with_changes(status="failed", metrics={}, error="RuntimeError: boom")
+    (run_dir / "records.jsonl").write_text(json.dumps(failed.to_json()) + "\n" + lines[1])
+    assert {r.key: r.status for r in RunStore(run_dir).records()}[trained.key] == "failed"
+
+    resumed = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "--retry-failed",
+                                        "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(records_of(run_dir)) == 3  # the failed record stays; the new one follows
+    records = {r.key: r for r in RunStore(run_dir).records()}
+    assert len(records) == 2
+    again = records[trained.key]
+    assert again.status == "ok" and again.error is None
+    assert again.metric("train_ppl") == trained.metric("train_ppl")
+    table = load_run(run_dir).set_index("sampler")
+    assert set(table["status"]) == {"ok"}
+    assert table.loc[trained.sampler, "train_ppl"] == trained.metric("train_ppl")

@@ -125,27 +125,108 @@ def test_idle_cores_are_lent_only_in_reproducible_mode(monkeypatch) -> None:
     assert not ProcessExecutor(jobs=2, lend_cores=False).lends_cores
 
 
+IN_TURN = """
+    import sys
+    import time
+    from pathlib import Path
+
+    from harness import hookimpl
+    from harness.plugin.contracts import ModelSpec
+    from harness_builtins.rnn import build_scratch
+
+    FOLDER = Path(@FOLDER@)  # the run's output folder
+    PATIENCE = 120.0  # seconds: a wait that runs out fails the test instead of hanging it
+
+
+    def wait_for(condition):
+        deadline = time.monotonic() + PATIENCE
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+    def training_frame():
+        \"\"\"The frame of harness.train.trainer.train the caller runs in, if any: a training
+        step's, not the thread check's or the dry run's.\"\"\"
+        frame = sys._getframe(2)
+        while frame is not None and not (frame.f_code.co_name == "train" and
+                                         frame.f_globals["__name__"] == "harness.train.trainer"):
+            frame = frame.f_back
+        return frame
+
+
+    def one_recorded():
+        return any(path.read_text().endswith("\\n") for path in FOLDER.glob("*/records.jsonl"))
+
+
+    def stays(vocab_size, settings, device):
+        \"\"\"The scratch RNN, whose first training step says so (the file ``started``) and
+        then waits until the other combination's record is written and, where cores are
+        lent, until the driver has lent it that one's core: its first epoch runs with the
+        other combination beside it, its second after the other finished.\"\"\"
+        model = build_scratch(vocab_size, settings, device)
+        forward, first = model.forward, [device.type != "meta"]
+
+        def in_turn(X, state):
+            frame = training_frame() if first[0] and model.training else None
+            if frame is not None:
+                first[0] = False
+                (FOLDER / "started").touch()
+                wait_for(one_recorded)
+                lent = frame.f_locals["between_epochs"]  # follow_share, bound to the share
+                if lent is not None:                     # of cores the driver sets
+                    wait_for(lambda: lent.args[0].value == 2)
+            return forward(X, state)
+
+        model.forward = in_turn
+        return model
+
+
+    def leaves(vocab_size, settings, device):
+        \"\"\"The scratch RNN, which runs only once ``stays`` has begun training.\"\"\"
+        model = build_scratch(vocab_size, settings, device)
+        forward = model.forward
+
+        def in_turn(X, state):
+            if device.type != "meta":
+                wait_for((FOLDER / "started").exists)
+            return forward(X, state)
+
+        model.forward = in_turn
+        return model
+
+
+    @hookimpl
+    def register_models(register):
+        register(ModelSpec("stays", stays))
+        register(ModelSpec("leaves", leaves))
+"""
+"""Two models that take turns, by events rather than by time: ``leaves`` trains only after
+``stays`` has begun its first epoch; ``stays`` ends that epoch only after ``leaves`` is
+recorded and, where cores are lent, its core lent to ``stays``. ``.replace("@FOLDER@",
+repr(str(output_dir)))`` first."""
+
+
 @pytest.mark.parametrize("lend", [True, False])
 def test_the_last_combination_takes_up_the_cores_of_a_finished_worker(
         lend: bool, site: Path, small_task: Path, tmp_path: Path) -> None:
-    # nnrnn is done within slow-scratch's first epoch; from then on slow-scratch trains
-    # alone, on both cores if they are lent, on its own one if not. 512 units and 2,200
-    # tokens, so that nnrnn (0.5 s, measured) outlasts what slow-scratch does before its
-    # first epoch (its thread check: 0.1 s) and ends well within that epoch (2.7 s): with
-    # the task's 16 units nnrnn took 0.09 s, and slow-scratch sometimes began on 2 threads.
-    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.02))
-    result = run(models=["slow-scratch", "nnrnn"], samplers=["sequential"],
-                 task=str(small_task), output_dir=tmp_path, quiet=True, epochs=2,
-                 num_hiddens=512, max_tokens=2200,
+    # leaves is done within stays's first epoch; from then on stays trains alone, on both
+    # cores if they are lent, on its own one if not. The order is made by the models
+    # waiting on each other (files, and the share of cores the driver sets), not by how
+    # long anything takes, so a loaded machine cannot change it.
+    out = tmp_path / "out"
+    make_distribution(site, "fake-in-turn", "0.1", "fake_in_turn",
+                      IN_TURN.replace("@FOLDER@", repr(str(out))))
+    result = run(models=["stays", "leaves"], samplers=["sequential"],
+                 task=str(small_task), output_dir=out, quiet=True, epochs=2,
                  registry=load_registry(autoload=True),
                  executor=ProcessExecutor(jobs=2, cores=2, lend_cores=lend))
     assert result.status == "complete"
+    assert (out / "started").exists()  # the models did take turns
     store = RunStore(result.path)
     threads = {r.model: [p["threads"] for p in store.curve(r.key)]
                for r in store.records()}
-    assert threads["nnrnn"] == [1, 1]
-    assert threads["slow-scratch"][0] == 1
-    assert threads["slow-scratch"][-1] == (2 if lend else 1)
+    assert threads["leaves"] == [1, 1]
+    assert threads["stays"] == [1, 2 if lend else 1]
     assert {r.torch_threads for r in store.records()} == {1}  # what each started on
 
 

@@ -1,6 +1,7 @@
 """--reproducible: the same bits on any number of threads, checked in fresh processes
 (oneMKL reads its setting once per process, at its first call)."""
 
+import functools
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from harness.machine.determinism import VARIABLE, reproducible_mode, thread_depe
 from harness.results.frames import load_run
 from harness.results.store import RunStore
 
-from fake_plugins import SLOW_SCRATCH, make_distribution
+from fake_plugins import make_distribution
 
 PROBE = ("import torch; torch.set_num_threads(2); "
          "from harness.machine.determinism import thread_count_changes_results as changes, "
@@ -28,6 +29,81 @@ def python(code: str, **env: str) -> subprocess.CompletedProcess:
                           env={**clean, **env}, timeout=120)
 
 
+DEFAULT_MODE = """
+import json
+import torch
+from harness.machine.determinism import thread_count_changes_results
+torch.set_num_threads(2)
+generator = torch.Generator().manual_seed(0)
+H = torch.randn(1120, 512, generator=generator)  # the seed's 32 x 35 rows, 512 units,
+dY = torch.randn(1120, 28, generator=generator)  # 28 tokens
+
+
+def output_layer_gradient(threads, layer):
+    torch.set_num_threads(threads)
+    layer.zero_grad(set_to_none=True)
+    layer(H).backward(dY)
+    return layer.weight.grad.clone()
+
+
+class Scratch(torch.nn.Module):  # scratch's output layer: addmm(b_q, H, W_hq)
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(512, 28, generator=generator))
+        self.bias = torch.nn.Parameter(torch.zeros(28))
+
+    def forward(self, H):
+        return torch.addmm(self.bias, H, self.weight)
+
+
+found = {"product": thread_count_changes_results()}
+for name, layer in (("scratch", Scratch()), ("linear", torch.nn.Linear(512, 28))):
+    gradients = [output_layer_gradient(threads, layer) for threads in (1, 2, 1, 2)]
+    found[name] = not torch.equal(gradients[2], gradients[3])
+print(json.dumps(found))
+"""
+
+
+@functools.cache
+def default_mode_dependence() -> dict[str, bool]:
+    """Whether this machine's maths library gives other bits on 2 threads than on 1, in the
+    default mode, in a fresh process: for the product the harness probes with
+    (``product``, :func:`thread_count_changes_results`), and for the output layers' weight
+    gradients of ``scratch`` (``scratch``) and ``nnrnn`` (``linear``) at the seed's
+    shapes. It depends on the CPU: oneMKL splits these products between threads on some
+    (Intel Xeons with avx512_bf16), not on others (an AMD EPYC without it)."""
+    done = python(DEFAULT_MODE)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "this CPU"
+
+
+def require_default_mode_dependence(*kinds: str) -> dict[str, bool]:
+    """Skip, saying why, unless one of ``kinds`` of :func:`default_mode_dependence` holds
+    here: a test of how the harness finds or refuses thread dependence has none to find
+    on a CPU whose products do not depend on the thread count."""
+    found = default_mode_dependence()
+    if not any(found[kind] for kind in kinds):
+        what = " and ".join(PROBED[kind] for kind in kinds)
+        pytest.skip(f"on {cpu_name()}, torch's maths library gives the same bits on 1 and 2 "
+                    f"threads for {what} in the default mode: no thread dependence to find")
+    return found
+
+
+PROBED = {"product": "the product thread_count_changes_results() probes",
+          "scratch": "scratch's output-layer weight gradient",
+          "linear": "nnrnn's output-layer weight gradient"}
+
+
 @pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch without oneMKL")
 def test_strict_mode_makes_products_independent_of_the_thread_count() -> None:
     done = python(PROBE.format(before="None"))
@@ -38,6 +114,7 @@ def test_strict_mode_makes_products_independent_of_the_thread_count() -> None:
 @pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
                     reason="needs oneMKL and 2 cores")
 def test_asking_after_the_first_product_is_refused() -> None:
+    require_default_mode_dependence("product")
     done = python(PROBE.format(before="changes()"))
     assert done.returncode != 0
     assert "still depend on the thread count" in done.stderr
@@ -90,9 +167,12 @@ def test_every_builtin_model_trains_the_same_bits_on_any_thread_count_in_strict_
 @pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
                     reason="needs oneMKL and 2 cores")
 def test_the_check_finds_the_thread_dependence_of_the_default_mode() -> None:
+    products = require_default_mode_dependence("scratch", "linear")
     found = thread_dependence("default")
-    assert "W_hq" in found["scratch/1"]  # the output layer's weight gradient
-    assert "linear.weight" in found["nnrnn/1"]
+    if products["scratch"]:
+        assert "W_hq" in found["scratch/1"]  # the output layer's weight gradient
+    if products["linear"]:
+        assert "linear.weight" in found["nnrnn/1"]
 
 
 class HookedTable(torch.nn.Module):
@@ -132,25 +212,115 @@ def test_reproducible_mode_reads_the_environment(monkeypatch) -> None:
     assert not reproducible_mode()
 
 
+IN_TURN = """
+    import multiprocessing
+    import sys
+    import time
+    from pathlib import Path
+
+    from harness import hookimpl
+    from harness.plugin.contracts import ModelSpec
+    from harness_builtins.rnn import build_nnrnn, build_scratch
+
+    RUNS = Path(@RUNS@)  # the --jobs run's output folder
+    STARTED = Path(@STARTED@)
+    PATIENCE = 120.0  # seconds: a wait that runs out fails the test instead of hanging it
+
+
+    def wait_for(condition):
+        deadline = time.monotonic() + PATIENCE
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+    def in_a_worker(device):
+        \"\"\"Only a --jobs worker waits: not the serial run, not the dry run on meta.\"\"\"
+        return (device.type != "meta"
+                and multiprocessing.current_process().name == "harness-worker")
+
+
+    def training_frame():
+        \"\"\"The frame of harness.train.trainer.train the caller runs in, if any: a training
+        step's, not the thread check's.\"\"\"
+        frame = sys._getframe(2)
+        while frame is not None and not (frame.f_code.co_name == "train" and
+                                         frame.f_globals["__name__"] == "harness.train.trainer"):
+            frame = frame.f_back
+        return frame
+
+
+    def one_recorded():
+        return any(path.read_text().endswith("\\n") for path in RUNS.glob("*/records.jsonl"))
+
+
+    def stays(vocab_size, settings, device):
+        \"\"\"The scratch RNN; in a worker, its first training step says so (``STARTED``) and
+        waits until the other combination is recorded and its core lent to this one.\"\"\"
+        model = build_scratch(vocab_size, settings, device)
+        forward, first = model.forward, [in_a_worker(device)]
+
+        def in_turn(X, state):
+            frame = training_frame() if first[0] and model.training else None
+            if frame is not None:
+                first[0] = False
+                STARTED.touch()
+                wait_for(one_recorded)
+                lent = frame.f_locals["between_epochs"]  # follow_share, bound to the share
+                if lent is not None:                     # of cores the driver sets
+                    wait_for(lambda: lent.args[0].value == 2)
+            return forward(X, state)
+
+        model.forward = in_turn
+        return model
+
+
+    def leaves(vocab_size, settings, device):
+        \"\"\"nnrnn; in a worker, it runs only once ``stays`` has begun training.\"\"\"
+        model = build_nnrnn(vocab_size, settings, device)
+        forward, wait = model.forward, in_a_worker(device)
+
+        def in_turn(X, state):
+            if wait:
+                wait_for(STARTED.exists)
+            return forward(X, state)
+
+        model.forward = in_turn
+        return model
+
+
+    @hookimpl
+    def register_models(register):
+        register(ModelSpec("stays", stays))
+        register(ModelSpec("leaves", leaves))
+"""
+"""The scratch RNN (``stays``) and nnrnn (``leaves``), which in --jobs workers take turns by
+events, not by time: ``leaves`` trains once ``stays`` has begun its first epoch, which ends
+only after ``leaves`` is recorded and its core lent to ``stays``. Replace ``@RUNS@`` and
+``@STARTED@`` by the ``repr`` of the --jobs run's output folder and of a marker file."""
+
+
 @pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
                     reason="needs oneMKL and 2 cores")
 def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path, site: Path,
                                                        tmp_path: Path) -> None:
     """The seed's recipe (512 hidden, 32 x 35 batches: the shapes where oneMKL splits the
-    output layer's gradient between threads), 5 epochs, serially and in 2 workers. The
-    scratch RNN is slowed down (1.4 s an epoch), so that nnrnn's worker finishes (in about
-    1 s) during its first epoch, after its thread check (0.5 s), and lends it its core: it
+    output layer's gradient between threads), 5 epochs, serially and in 2 workers. In the
+    workers nnrnn trains during the scratch RNN's first epoch, and lends it its core when
+    done (:data:`IN_TURN`, whatever the speed or load of the machine): the scratch RNN
     starts on 1 thread and ends on 2, with the serial run's bits."""
-    make_distribution(site, "fake-slow", "0.1", "fake_slow", SLOW_SCRATCH.format(delay=0.15))
+    jobs_out, started = tmp_path / "jobs", tmp_path / "started"
+    make_distribution(site, "fake-in-turn", "0.1", "fake_in_turn",
+                      IN_TURN.replace("@RUNS@", repr(str(jobs_out)))
+                      .replace("@STARTED@", repr(str(started))))
     env = {k: v for k, v in os.environ.items()
            if k not in (VARIABLE, "HARNESS_DISABLE_PLUGIN_AUTOLOAD")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
     tables, threads = [], []
     for extra in ([], ["--jobs", "2"]):
-        out = tmp_path / ("jobs" if extra else "serial")
+        out = jobs_out if extra else tmp_path / "serial"
         done = subprocess.run(
             [sys.executable, "-m", "harness", "run", "--reproducible", "-q",
-             "--corpus", str(timemachine), "--models", "slow-scratch,nnrnn",
+             "--corpus", str(timemachine), "--models", "stays,leaves",
              "--samplers", "sequential", "--epochs", "5", "--valid-tokens", "0",
              "-o", str(out), *extra],
             capture_output=True, text=True, timeout=300, env=env)
@@ -160,10 +330,11 @@ def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path, site: 
         assert manifest["environment"]["reproducible"] is True
         tables.append(load_run(run_dir).set_index("model")["train_ppl"])
         store = RunStore(run_dir)
-        (slow,) = [r.key for r in store.records() if r.model == "slow-scratch"]
-        threads.append([point["threads"] for point in store.curve(slow)])
+        (stays,) = [r.key for r in store.records() if r.model == "stays"]
+        threads.append([point["threads"] for point in store.curve(stays)])
+    assert started.exists()  # the workers did take turns
     assert tables[0].to_dict() == tables[1].to_dict()
-    assert threads[1][0] == 1 and threads[1][-1] == 2  # lent nnrnn's core on the way
+    assert threads[1] == [1, 2, 2, 2, 2]  # lent nnrnn's core after its first epoch
 
 
 def test_every_combination_warms_the_vector_math_up_before_its_model_runs(

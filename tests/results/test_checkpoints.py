@@ -26,6 +26,21 @@ def generate(*args: str) -> object:
     return CliRunner().invoke(main, ["generate", *args])
 
 
+def text_of(result) -> str:
+    """The text ``harness generate`` printed, exactly: less only the one newline that
+    click.echo ends it with (a generated text may itself end in a space)."""
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("\n"), result.stdout
+    return result.stdout[:-1]
+
+
+def continuation(text: str, prefix: str) -> int:
+    """How many characters ``text`` (a character-level generation) adds to ``prefix``,
+    counting the ``<unk>`` token an untrained model may emit as one."""
+    assert text.startswith(prefix), (text, prefix)
+    return len(text[len(prefix):].replace("<unk>", "?"))
+
+
 def saved_run(tmp_path: Path, small_task: Path, weights: bytes) -> RunStore:
     """A run directory holding one checkpoint of ``scratch`` (written as the driver does),
     without training: the checkpoint's bytes are the test's to choose."""
@@ -40,8 +55,11 @@ def saved_run(tmp_path: Path, small_task: Path, weights: bytes) -> RunStore:
     return store
 
 
-def untrained(small_task: Path) -> bytes:
+def untrained(small_task: Path, seed: int = 0) -> bytes:
+    """The weights of a new scratch model, drawn from ``seed``: the same whatever ran
+    before."""
     task = load_task(str(small_task))
+    torch.manual_seed(seed)
     return encode_weights(build_scratch(len(prepare(task, task_recipe(task)).vocab), SETTINGS,
                                         torch.device("cpu")))
 
@@ -58,17 +76,16 @@ def test_saved_weights_regenerate_the_runs_own_greedy_text(small_task: Path,
 
     greedy = generate(str(result.path), "--model", "scratch", "--sampler", "random",
                     "--prefix", "the time", "--length", "10")
-    assert greedy.exit_code == 0, greedy.output
-    assert greedy.stdout.strip() == records["random"]["generated"]["the time"]
+    assert text_of(greedy) == records["random"]["generated"]["the time"]
     alias = CliRunner().invoke(main, ["sample", str(result.path), "--model", "scratch",
                                       "--sampler", "random", "--prefix", "the time",
                                       "--length", "10"])  # the hidden old name
     assert alias.exit_code == 0 and alias.stdout == greedy.stdout
 
-    drawn = [generate(str(result.path), "-m", "scratch", "-s", "random", "-p", "the time",
-                    "-t", "1.5", "--top-k", "3", "--draw-seed", "7").stdout for _ in range(2)]
-    assert drawn[0] == drawn[1] and drawn[0].startswith("the time")
-    assert len(drawn[0].strip()) == len("the time") + 50
+    drawn = [text_of(generate(str(result.path), "-m", "scratch", "-s", "random", "-p",
+                              "the time", "-t", "1.5", "--top-k", "3", "--draw-seed", "7"))
+             for _ in range(2)]
+    assert drawn[0] == drawn[1] and continuation(drawn[0], "the time") == 50
 
     ambiguous = generate(str(result.path), "--model", "scratch", "--prefix", "the")
     assert ambiguous.exit_code == 2
@@ -116,7 +133,7 @@ def test_a_truncated_checkpoint_is_a_clear_error(small_task: Path, tmp_path: Pat
 def test_untrained_weights_load_and_generate(small_task: Path, tmp_path: Path) -> None:
     store = saved_run(tmp_path, small_task, untrained(small_task))
     result = generate(str(store.path), "--model", "scratch", "--prefix", "the", "-n", "5")
-    assert result.exit_code == 0 and len(result.stdout.strip()) == 8
+    assert continuation(text_of(result), "the") == 5
 
 
 def test_runs_without_checkpoints_say_how_to_get_them(tmp_path: Path) -> None:
@@ -159,8 +176,7 @@ def test_set_picks_the_checkpoint_of_a_grid_point(small_task: Path, tmp_path: Pa
     records = {r.settings["num_hiddens"]: r for r in RunStore(result.path).records()}
     for hidden, option in ((16, "hidden=16"), (8, "num_hiddens=8")):
         picked = generate(path, "-m", "scratch", "--set", option, "-p", "the time", "-n", "10")
-        assert picked.exit_code == 0, picked.output
-        assert picked.stdout.rstrip("\n") == records[hidden].generated["the time"]
+        assert text_of(picked) == records[hidden].generated["the time"]
     assert api_generate(result.path, model="scratch", prefix="the time", length=10,
                         settings={"num_hiddens": 16}) == records[16].generated["the time"]
     for options, message in ((["--set", "hidden=32"], "no checkpoint matches"),

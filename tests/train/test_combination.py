@@ -2,6 +2,7 @@
 The models are the slow fake plugin's: ``slow-scratch`` (clean at the small task's shapes)
 and ``slow-threaded`` (its output weights' gradient scaled by the thread count)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,16 @@ def slow_registry(site: Path):
     return load_registry(autoload=True)
 
 
-def train(registry, task: Path, model: str, lend: bool) -> tuple[dict, list[int]]:
+def train(registry, task: Path, model: str, lend: bool,
+          reproducible: bool = False) -> tuple[dict, list[int]]:
     """One combination of ``model`` for 2 epochs; the record, and the thread counts a
-    worker would have been offered lent cores at (empty when it was offered none)."""
+    worker would have been offered lent cores at (empty when it was offered none).
+    ``reproducible``: a ``--reproducible`` run's plan (the gate would also set oneMKL's
+    strict mode, which this process, having made matrix products, could no longer take)."""
     plan = make_plan(registry, [model], ["sequential"], [0], str(task), {"epochs": 2},
                      device="cpu")
+    if reproducible:
+        plan = replace(plan, reproducible=True)
     offers: list[int] = []
     outcome = run_combination(plan, plan.combinations[0], registry=registry, quiet=True,
                               take_lent_threads=(lambda: offers.append(1)) if lend else None)
@@ -52,8 +58,9 @@ def test_a_combination_is_lent_threads_only_if_its_model_passes_the_check(
 def test_reproducible_mode_checks_every_combination_lent_or_not(
         slow_registry, small_task: Path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(VARIABLE, "AUTO,STRICT")  # as harness run --reproducible sets it
-    threaded, _ = train(slow_registry, small_task, "slow-threaded", lend=False)
-    clean, _ = train(slow_registry, small_task, "slow-scratch", lend=False)
+    threaded, _ = train(slow_registry, small_task, "slow-threaded", lend=False,
+                        reproducible=True)
+    clean, _ = train(slow_registry, small_task, "slow-scratch", lend=False, reproducible=True)
     assert threaded.thread_dependent_parameters == ("W_hq",)
     assert not clean.thread_dependent_parameters
     warning = capsys.readouterr().err
@@ -121,5 +128,30 @@ def test_a_lost_combination_started_when_its_time_began(small_task: Path) -> Non
     plan = make_plan(load_registry(), ["scratch"], ["sequential"], [0], str(small_task))
     record = lost_outcome(plan.combinations[0], status="timeout", error="ran too long",
                           wall_seconds=90.0).record
-    started, finished = (datetime.fromisoformat(getattr(record, k)) for k in ("started", "finished"))
+    started, finished = (datetime.fromisoformat(getattr(record, k))
+                         for k in ("started", "finished"))
     assert (finished - started).total_seconds() == pytest.approx(90.0, abs=1.0)
+
+
+def test_each_seed_trains_from_its_own_seed_so_repeats_are_not_copies(small_task: Path) -> None:
+    from harness.train.combination import build_model
+    from harness.train.trainer import seed_everything, train as train_model
+
+    registry = load_registry()
+    plan = make_plan(registry, ["scratch"], ["random"], [0, 1], str(small_task),
+                     {"epochs": 2}, device="cpu")
+    records = {c.seed: run_combination(plan, c, registry=registry, quiet=True).record
+               for c in plan.combinations}
+    assert all(r.status == "ok" for r in records.values())
+    assert records[0].metric("train_ppl") != records[1].metric("train_ppl")
+    # seed 1's numbers are those of training seeded with 1, by hand
+    combo = plan.combinations[1]
+    assert combo.seed == 1
+    rng = seed_everything(1)
+    by_hand = train_model(build_model(plan, combo, registry), registry.sampler("random"),
+                          data=plan.dataset, recipe=plan.recipe_for(combo), device=plan.device,
+                          rng=rng, prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
+                          quiet=True)
+    assert records[1].metric("train_ppl") == by_hand.train_ppl
+    assert records[1].metric("valid_ppl") == by_hand.valid_ppl
+    assert records[1].generated == by_hand.generated

@@ -1,12 +1,15 @@
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from harness.plan.recipe import Recipe
+from harness.plugin.contracts import SamplerSpec
 from harness.data.taskfile import load_task
 from harness.plan.fits import prepare, task_recipe
 from harness.train.decoding import generate_text
@@ -175,3 +178,182 @@ def test_a_loss_whose_perplexity_overflows_counts_as_divergence(data) -> None:
     result = train(model, SAMPLER["sequential"], data=dataset, recipe=task_recipe(task),
                    device=CPU, rng=rng, quiet=True)
     assert result.status == "diverged" and "at step 1 of epoch 1" in result.error
+
+
+# --- the loop against d2l's, step by step -------------------------------------------------
+
+def recorded(model: nn.Module, sampler_name: str):
+    """``model`` and a copy of ``sampler_name``'s sampler that record, for every training
+    step, the minibatch (per epoch) and the logits the trainer computed its loss from."""
+    epochs: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    logits: list[torch.Tensor] = []
+    spec = SAMPLER[sampler_name]
+
+    def batches(corpus, batch_size, num_steps, rng):
+        epochs.append([])
+        for X, Y in spec.batches(corpus, batch_size, num_steps, rng):
+            epochs[-1].append((X, Y))
+            yield X, Y
+
+    forward = model.forward
+
+    def recording(X, state):
+        out, state = forward(X, state)
+        if model.training:
+            logits.append(out.detach().clone())
+        return out, state
+
+    model.forward = recording
+    return SamplerSpec(spec.name, batches, spec.carries_state), epochs, logits
+
+
+def seed_steps(model: nn.Module, epochs, *, lr: float, clip: float, carries: bool):
+    """d2l's ``train_epoch_ch8`` step over the given minibatches, with clipping at ``clip``:
+    fresh or detached state, mean cross-entropy, backward, the seed's clipping, the seed's
+    ``sgd`` (which zeroes the gradients after the update). Per epoch, each step's loss and
+    gradient norm before clipping."""
+    import d2l_seed
+
+    params = list(model.parameters())
+    losses, norms = [], []
+    for batches in epochs:
+        state, losses_epoch = None, []
+        for X, Y in batches:
+            if state is None or not carries:
+                state = model.begin_state(X.shape[0], CPU)
+            else:
+                state = tuple(s.detach() for s in state)
+            logits, state = model(X, state)
+            loss = F.cross_entropy(logits, Y.T.reshape(-1))
+            loss.backward()
+            norms.append(torch.sqrt(sum((p.grad ** 2).sum() for p in params)).item())
+            seed_grad_clipping(params, clip)
+            d2l_seed.sgd(params, lr, batch_size=1)
+            losses_epoch.append(loss.item())
+        losses.append(losses_epoch)
+    return losses, norms
+
+
+def train_beside_the_seed(data, sampler_name: str, **recipe: object):
+    """The scratch RNN trained by :func:`train` and, from the same weights on the same
+    minibatches, by :func:`seed_steps`: the result, the trainer's and the seed's per-epoch
+    step losses, both models, and the seed's gradient norms."""
+    task, dataset = data
+    recipe = task_recipe(task).with_overrides(**recipe)
+    rng = seed_everything(0)
+    model = build_scratch(len(dataset.vocab), recipe.model_settings(), CPU)
+    seed = build_scratch(len(dataset.vocab), recipe.model_settings(), CPU)
+    seed.load_state_dict(model.state_dict())
+    sampler, epochs, logits = recorded(model, sampler_name)
+    result = train(model, sampler, data=dataset, recipe=recipe, device=CPU, rng=rng,
+                   quiet=True)
+    assert result.status == "ok" and len(epochs) == recipe.epochs
+    steps = iter(logits)
+    ours = [[F.cross_entropy(next(steps), Y.T.reshape(-1)).item() for _, Y in batches]
+            for batches in epochs]
+    theirs, norms = seed_steps(seed, epochs, lr=recipe.lr, clip=recipe.clip,
+                               carries=sampler.carries_state)
+    return result, ours, theirs, model, seed, norms
+
+
+def test_every_step_is_the_seeds_step_clipped_and_from_fresh_gradients(data) -> None:
+    # clip 0.05: below every step's gradient norm, so that every step is clipped
+    result, ours, theirs, model, seed, norms = train_beside_the_seed(
+        data, "sequential", epochs=2, lr=1.0, clip=0.05)
+    assert min(norms) > 0.05 * 2  # the clipping matters at every step
+    for epoch, (mine, seeds) in enumerate(zip(ours, theirs, strict=True)):
+        assert mine == pytest.approx(seeds, rel=1e-5), f"epoch {epoch + 1}'s step losses"
+    for (name, mine), theirs in zip(model.named_parameters(), seed.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-7,
+                                   msg=lambda m, name=name: f"{name} as trained: {m}")
+
+
+def test_each_epochs_perplexity_is_the_mean_loss_of_that_epoch_alone(data) -> None:
+    result, ours, theirs, *_ = train_beside_the_seed(data, "random", epochs=3, lr=1.0)
+    means = [sum(losses) / len(losses) for losses in ours]
+    assert means[0] - means[-1] > 0.1  # learning: a running mean would lag behind
+    assert [p.train_ppl for p in result.curve] == pytest.approx(
+        [math.exp(m) for m in means], rel=1e-6)
+    assert [p.train_ppl for p in result.curve] == pytest.approx(
+        [math.exp(sum(losses) / len(losses)) for losses in theirs], rel=1e-5)
+
+
+class Clock:
+    """A stand-in for the trainer's ``time``: 1 s passes in each training step's forward
+    pass, ``eval_seconds`` in each validation forward pass, and nothing otherwise."""
+
+    def __init__(self, model: nn.Module, eval_seconds: float) -> None:
+        self.now = 0.0
+        forward = model.forward
+
+        def timed(X, state):
+            self.now += 1.0 if model.training else eval_seconds
+            return forward(X, state)
+
+        model.forward = timed
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("valid", [False, True], ids=["no-validation", "validated-each-epoch"])
+def test_tokens_per_second_are_the_target_tokens_over_the_training_time_alone(
+        data, valid: bool, monkeypatch) -> None:
+    import harness.train.trainer as trainer
+
+    task, dataset = data
+    if not valid:
+        dataset = replace(dataset, valid=[])
+    recipe = task_recipe(task).with_overrides(epochs=3)
+    assert recipe.eval_every == 1
+    model = Uniform(len(dataset.vocab))
+    monkeypatch.setattr(trainer, "time", Clock(model, eval_seconds=1000.0))
+    result = train(model, SAMPLER["sequential"], data=dataset, recipe=recipe, device=CPU,
+                   rng=random.Random(0), quiet=True)
+    assert (result.valid_ppl is not None) == valid
+    # each step scores batch_size x num_steps target tokens in 1 s
+    per_step = recipe.batch_size * recipe.num_steps
+    assert [p.tokens_per_sec for p in result.curve] == [per_step] * 3
+    assert result.tokens_per_sec == per_step
+
+
+class Remembers(nn.Module):
+    """Uniform predictions on a fresh state; once the state has been carried from an
+    earlier minibatch, predictions shifted by a fixed vector. The state counts the
+    minibatches it has seen."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(vocab))
+        self.shift = torch.linspace(-2.0, 2.0, vocab)
+
+    def begin_state(self, batch_size, device):
+        return torch.zeros(batch_size, device=device)
+
+    def forward(self, X, state):
+        carried = (state > 0).float().repeat(X.shape[1])  # time-major rows
+        return self.bias + carried[:, None] * self.shift, state + 1
+
+
+@pytest.mark.parametrize("sampler", ["sequential", "sequential-reset"])
+def test_validation_follows_the_samplers_state_rule(data, sampler: str) -> None:
+    task, dataset = data
+    recipe = task_recipe(task).with_overrides(epochs=1, lr=1e-12)
+    V = len(dataset.vocab)
+    result = train(Remembers(V), SAMPLER[sampler], data=dataset, recipe=recipe, device=CPU,
+                   rng=random.Random(0), quiet=True)
+    # by hand: the first minibatch from a fresh state, the others from the carried one
+    # when the sampler carries state, else from a fresh one too
+    batches = list(evaluation_batches(dataset.valid, recipe.batch_size, recipe.num_steps))
+    assert len(batches) > 1
+    carries = SAMPLER[sampler].carries_state
+    total = count = 0.0
+    for i, (_, Y) in enumerate(batches):
+        logits = (Remembers(V).shift if carries and i > 0 else torch.zeros(V)).expand(Y.numel(), V)
+        total += F.cross_entropy(logits, Y.T.reshape(-1), reduction="sum").item()
+        count += Y.numel()
+    expected = math.exp(total / count)
+    assert result.valid_ppl == pytest.approx(expected, rel=1e-6)
+    assert (expected == pytest.approx(V)) != carries  # the two rules differ on this data
+    assert evaluate(Remembers(V), dataset.valid, recipe=recipe, carries=carries,
+                    device=CPU) == pytest.approx(expected, rel=1e-6)

@@ -23,12 +23,12 @@ def test_the_task_recipe_is_the_defaults_changed_by_the_task_file(small_task: Pa
     ("[recipe]\nlr = true\n", r"\[recipe\] lr must be a finite"),
     ("[recipe]\nclip = true\n", r"\[recipe\] clip must be"),
     ("[recipe]\nepochs = 0\n", r"\[recipe\] epochs must be"),
-    ("[[reference]]\nmodel = 'm'\nsampler = 's'\nmetric = 'p'\nlow = 1\nhigh = 2\n"
+    ("[[reference]]\nmodel = 'm'\nsampler = 's'\nmetric = 'train_ppl'\nlow = 1\nhigh = 2\n"
      "source = 's'\nsettings = { num_hidden = 256 }\n",
      r"\[\[reference\]\] #1 settings: unknown recipe setting\(s\): num_hidden"),
-    ("[[reference]]\nmodel = 'm'\nsampler = 's'\nmetric = 'p'\nlow = 1\nhigh = 2\n"
+    ("[[reference]]\nmodel = 'm'\nsampler = 's'\nmetric = 'train_ppl'\nlow = 1\nhigh = 2\n"
      "source = 's'\nsettings = { lr = -1 }\n", r"\[\[reference\]\] #1 settings: lr must be"),
-    ("[[reference]]\nmodel = 'm'\nsampler = 's'\nmetric = 'p'\nlow = 1\nhigh = 2\n"
+    ("[[reference]]\nmodel = 'm'\nsampler = 's'\nmetric = 'train_ppl'\nlow = 1\nhigh = 2\n"
      "source = 's'\nignore = ['precison']\n",
      r"\[\[reference\]\] #1 ignore names unknown recipe setting\(s\) precison"),
 ])

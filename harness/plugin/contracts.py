@@ -13,9 +13,9 @@ it only calls :func:`detach_state` or asks the model for a fresh one.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,22 @@ class ModelSettings:
     reproducible: bool = False
     """The run asks for the same numbers on any number of threads (``--reproducible``): a
     model must then not choose its computation by torch's thread count."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The values of the model's own declared settings (:class:`ModelOption`), each one
+    given or its default: ``options["order"]`` for an n-gram model."""
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """A typed setting a model declares beyond :class:`ModelSettings`, given on the command
+    line as ``--set name=value`` (and a grid axis as ``--set name=a,b``). A setting no chosen
+    model declares is refused before any run starts."""
+
+    name: str
+    type: type
+    """``int``, ``float``, ``str`` or ``bool``: what a ``--set`` value is parsed into."""
+    default: Any
+    description: str = ""
 
 
 @runtime_checkable
@@ -70,6 +86,22 @@ class ModelSpec:
     name: str
     factory: ModelFactory
     description: str = ""
+    options: tuple[ModelOption, ...] = ()
+    """The model's own typed settings (for example a transformer's heads)."""
+    trained_by: Literal["gradient", "counts"] = "gradient"
+    """``gradient``: the trainer's optimizer trains it. ``counts``: a count model, which the
+    trainer fits once on the training split by calling its ``fit(tokens)`` (a 1-D int64
+    tensor) instead of taking gradient steps (:class:`CountModel`)."""
+
+
+@runtime_checkable
+class CountModel(LanguageModel, Protocol):
+    """A model fitted by counting (an n-gram baseline): ``fit`` once, then scored like any
+    :class:`LanguageModel`. Its ``forward`` returns log-probabilities as its logits."""
+
+    def fit(self, tokens: Tensor) -> None:
+        """Count the training split, ``tokens`` a 1-D int64 tensor of token ids."""
+        ...
 
 
 SampleFn = Callable[[Sequence[int], int, int, random.Random], Batches]
@@ -116,3 +148,57 @@ def next_state(
     if state is None or not carries:
         return model.begin_state(batch_size, device)
     return detach_state(state)
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """What the trainer passes an optimizer factory. ``weight_decay`` means what the
+    optimizer makes of it (coupled L2 for SGD and Adam, decoupled for AdamW); an optimizer
+    that takes none says so with :attr:`OptimizerSpec.takes_weight_decay`."""
+
+    lr: float
+    weight_decay: float = 0.0
+
+
+OptimizerFactory = Callable[[Sequence[tuple[str, nn.Parameter]], OptimizerSettings],
+                            torch.optim.Optimizer]
+"""``factory(named_parameters, settings) -> optimizer`` over the model's trainable
+parameters, given with their names so an optimizer can treat matrices and vectors apart."""
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer a plugin provides. ``takes_weight_decay`` False: the harness refuses a
+    nonzero weight decay for it before any run starts."""
+
+    name: str
+    factory: OptimizerFactory
+    description: str = ""
+    takes_weight_decay: bool = True
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """What a learning-rate schedule is given: the run's ``total_steps`` optimizer steps, a
+    linear ``warmup_steps``, the factor a decay ends at (``min_factor``), and a step decay's
+    period (``step_every``, 0: never) and ratio (``gamma``). A schedule reads what it uses."""
+
+    total_steps: int
+    warmup_steps: int = 0
+    min_factor: float = 0.0
+    step_every: int = 0
+    gamma: float = 0.1
+
+
+ScheduleFn = Callable[[int, ScheduleSettings], float]
+"""``factor(step, settings) -> float``: the multiplier of the base learning rate for
+optimizer step ``step`` (0-based: ``factor(0, ...)`` applies to the first step)."""
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A learning-rate schedule a plugin provides."""
+
+    name: str
+    factor: ScheduleFn
+    description: str = ""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # the specs are light: importing them must not import torch
-    from harness.plugin.contracts import ModelSpec, SamplerSpec
+    from harness.plugin.contracts import ModelSpec, OptimizerSpec, SamplerSpec, ScheduleSpec
 
 PROJECT = "rnn_harness"
 """The pluggy project name, which is also the entry-point group of installed plugins."""
@@ -31,3 +31,14 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
 @hookspec
 def register_samplers(register: Callable[[SamplerSpec], None]) -> None:
     """Register minibatch samplers: call ``register(SamplerSpec(...))`` once per sampler."""
+
+
+@hookspec
+def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
+    """Register optimizers: call ``register(OptimizerSpec(...))`` once per optimizer."""
+
+
+@hookspec
+def register_schedules(register: Callable[[ScheduleSpec], None]) -> None:
+    """Register learning-rate schedules: call ``register(ScheduleSpec(...))`` once per
+    schedule."""

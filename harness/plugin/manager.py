@@ -22,7 +22,7 @@ import pluggy
 
 from harness.plugin import hookspecs
 from harness.plugin.hookspecs import PROJECT
-from harness.plugin.contracts import ModelSpec, SamplerSpec
+from harness.plugin.contracts import ModelSpec, OptimizerSpec, SamplerSpec, ScheduleSpec
 from harness.plugin.registry import Catalog, PluginFailure, Provider, Registry
 from harness.version import DISTRIBUTION, __version__
 
@@ -31,7 +31,9 @@ AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "harness_builtins.rnn",
     "harness_builtins.gated",
+    "harness_builtins.ngram",
     "harness_builtins.samplers",
+    "harness_builtins.optim",
 )
 
 
@@ -139,6 +141,8 @@ def _collect(pm: pluggy.PluginManager, name: str, provider: Provider, registry: 
     hooks: list[tuple[pluggy.HookCaller, Catalog[Any], type]] = [
         (pm.hook.register_models, registry.models, ModelSpec),
         (pm.hook.register_samplers, registry.samplers, SamplerSpec),
+        (pm.hook.register_optimizers, registry.optimizers, OptimizerSpec),
+        (pm.hook.register_schedules, registry.schedules, ScheduleSpec),
     ]
     for hook, catalog, expected in hooks:
         for impl in hook.get_hookimpls():
@@ -161,8 +165,9 @@ def _registrar(hook: str, catalog: Catalog[Any], expected: type, provider: Provi
         if isinstance(spec, expected):
             catalog.add(spec, provider)
             return
+        article = "an" if expected.__name__[0] in "AEIOU" else "a"
         _fail(registry, provider, f"{hook} got {type(spec).__name__} {_label(spec)}, "
-                                  f"expected a {expected.__name__}")
+                                  f"expected {article} {expected.__name__}")
 
     return register
 

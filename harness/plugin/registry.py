@@ -1,4 +1,5 @@
-"""What the plugins registered: models and samplers by name, each with its provenance."""
+"""What the plugins registered: models, samplers, optimizers and learning-rate schedules by
+name, each with its provenance."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from harness.plugin.contracts import ModelSpec, SamplerSpec
+from harness.plugin.contracts import ModelSpec, OptimizerSpec, SamplerSpec, ScheduleSpec
 from harness.errors import ConfigError
 
 
@@ -32,12 +33,12 @@ class PluginFailure:
     error: str
 
 
-Spec = TypeVar("Spec", ModelSpec, SamplerSpec)
+Spec = TypeVar("Spec", ModelSpec, SamplerSpec, OptimizerSpec, ScheduleSpec)
 
 
 @dataclass
 class Catalog(Generic[Spec]):
-    """Specs of one kind (models or samplers), unique by name."""
+    """Specs of one kind (models, samplers, optimizers or schedules), unique by name."""
 
     kind: str
     specs: dict[str, Spec] = field(default_factory=dict)
@@ -68,6 +69,8 @@ class Registry:
 
     models: Catalog[ModelSpec] = field(default_factory=lambda: Catalog("model"))
     samplers: Catalog[SamplerSpec] = field(default_factory=lambda: Catalog("sampler"))
+    optimizers: Catalog[OptimizerSpec] = field(default_factory=lambda: Catalog("optimizer"))
+    schedules: Catalog[ScheduleSpec] = field(default_factory=lambda: Catalog("schedule"))
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: list[Provider] = field(default_factory=list)
     loader: Callable[[], Registry] | None = field(default=None, repr=False, compare=False)
@@ -80,6 +83,15 @@ class Registry:
     def sampler(self, name: str) -> SamplerSpec:
         """The sampler called ``name``; an unknown name raises a ConfigError listing choices."""
         return self._lookup(self.samplers, name)
+
+    def optimizer(self, name: str) -> OptimizerSpec:
+        """The optimizer called ``name``; an unknown name raises a ConfigError listing choices."""
+        return self._lookup(self.optimizers, name)
+
+    def schedule(self, name: str) -> ScheduleSpec:
+        """The learning-rate schedule called ``name``; an unknown name raises a ConfigError
+        listing choices."""
+        return self._lookup(self.schedules, name)
 
     def _lookup(self, catalog: Catalog[Spec], name: str) -> Spec:
         if name in catalog.conflicts:

@@ -1,6 +1,10 @@
+import dataclasses
+
+import pytest
 import torch
 
-from harness.plugin.contracts import detach_state, next_state
+from harness.plugin.contracts import (OptimizerSettings, OptimizerSpec, ScheduleSettings,
+                                      ScheduleSpec, detach_state, next_state)
 
 
 class Model:
@@ -33,3 +37,15 @@ def test_next_state_resets_or_carries() -> None:
     reset = next_state(model, (w * 5, w * 6), carries=False, batch_size=2,
                        device=torch.device("cpu"))
     assert model.calls == 2 and torch.equal(reset[0], torch.zeros(2, 3))
+
+
+def test_optimizer_and_schedule_contracts_have_their_documented_defaults() -> None:
+    assert OptimizerSettings(lr=0.5) == OptimizerSettings(lr=0.5, weight_decay=0.0)
+    spec = OptimizerSpec("o", lambda params, settings: None)
+    assert spec.takes_weight_decay and spec.description == ""
+    assert ScheduleSettings(total_steps=10) == ScheduleSettings(
+        total_steps=10, warmup_steps=0, min_factor=0.0, step_every=0, gamma=0.1)
+    assert ScheduleSpec("s", lambda step, settings: 1.0).description == ""
+    for frozen in (OptimizerSettings(lr=1.0), spec, ScheduleSettings(total_steps=1)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            frozen.name = "changed"

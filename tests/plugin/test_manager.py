@@ -3,11 +3,14 @@
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from harness import hookimpl
-from harness.plugin.contracts import ModelSpec, SamplerSpec
+from harness.plugin.contracts import ModelSpec, OptimizerSpec, SamplerSpec, ScheduleSpec
+from harness.cli import main
 from harness.errors import ConfigError
 from harness.plugin.manager import AUTOLOAD_ENV, BUILTIN_PLUGINS, autoload_enabled, load_registry
+from harness_builtins.optim import build_sgd, constant
 from harness_builtins.rnn import build_scratch
 from harness_builtins.samplers import seq_data_iter_sequential
 
@@ -28,6 +31,8 @@ def test_builtins_load_without_autoload() -> None:
     registry = load_registry(autoload=False)
     assert {"scratch", "nnrnn"} <= set(registry.models.names())
     assert {"sequential", "random", "sequential-reset"} <= set(registry.samplers.names())
+    assert {"sgd", "adam", "adamw"} <= set(registry.optimizers.names())
+    assert {"constant", "cosine", "step"} <= set(registry.schedules.names())
     assert [p.plugin for p in registry.plugins] == list(BUILTIN_PLUGINS)
     assert registry.models.providers["scratch"].distribution == "rnn-harness"
     assert not registry.failures
@@ -163,3 +168,87 @@ def test_spec_of_the_wrong_type_is_refused_as_the_plugins_failure() -> None:
     (failure,) = registry.failures
     assert failure.plugin == "Mixed-0" and failure.error == (
         "register_samplers got ModelSpec 'model-as-sampler', expected a SamplerSpec")
+
+
+OPTIM = """
+    import torch
+
+    from harness import hookimpl
+    from harness.plugin.contracts import OptimizerSpec, ScheduleSpec
+
+    def build_plain(params, settings):
+        return torch.optim.SGD([p for _, p in params], lr=settings.lr)
+
+    @hookimpl
+    def register_optimizers(register):
+        register(OptimizerSpec("plain-sgd", build_plain, "an installed optimizer",
+                               takes_weight_decay=False))
+        register(OptimizerSpec("adamw", build_plain))
+
+    @hookimpl
+    def register_schedules(register):
+        register(ScheduleSpec("halving", lambda step, settings: 0.5 ** step, "halves"))
+"""
+
+
+def test_installed_optimizers_and_schedules_register_like_models(site: Path) -> None:
+    make_distribution(site, "fake-optim", "0.3", "fake_optim", OPTIM)
+    registry = load_registry(autoload=True)
+    assert not registry.failures
+    assert registry.optimizer("plain-sgd").takes_weight_decay is False
+    assert registry.schedule("halving").factor(2, None) == 0.25
+    provider = registry.schedules.providers["halving"]
+    assert (provider.plugin, provider.distribution, provider.version) == (
+        "fake_optim", "fake-optim", "0.3")
+    assert "plain-sgd" not in load_registry(autoload=False).optimizers.names()
+
+
+def test_duplicate_optimizer_name_is_a_conflict_naming_both(site: Path) -> None:
+    make_distribution(site, "fake-optim", "0.3", "fake_optim", OPTIM)
+    registry = load_registry(autoload=True)
+    assert registry.optimizer("plain-sgd")  # the plugin's other names stay usable
+    with pytest.raises(ConfigError) as info:
+        registry.optimizer("adamw")
+    message = str(info.value)
+    assert message.startswith("optimizer 'adamw' is registered twice")
+    assert "'harness_builtins.optim' (rnn-harness" in message
+    assert "'fake_optim' (fake-optim 0.3)" in message
+
+
+def test_plugins_command_lists_optimizers_and_schedules(site: Path) -> None:
+    make_distribution(site, "fake-optim", "0.3", "fake_optim", OPTIM)
+    result = CliRunner().invoke(main, ["plugins"], env={AUTOLOAD_ENV: None})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    (plain,) = [line for line in lines if line.startswith("optimizer plain-sgd ")]
+    assert "an installed optimizer  [fake_optim; fake-optim 0.3]" in plain
+    (halving,) = [line for line in lines if line.startswith("schedule halving ")]
+    assert "halves  [fake_optim; fake-optim 0.3]" in halving
+    (cosine,) = [line for line in lines if line.startswith("schedule cosine ")]
+    assert "[harness_builtins.optim; rnn-harness" in cosine
+    assert any(line.startswith("optimizer sgd ") for line in lines)
+    (conflict,) = [line for line in lines if line.startswith("conflict:")]
+    assert "optimizer 'adamw' is registered twice" in conflict
+
+
+def test_optimizer_and_schedule_hooks_refuse_specs_of_the_wrong_type() -> None:
+    class Mixed:
+        @hookimpl
+        def register_optimizers(self, register):
+            register(ScheduleSpec("schedule-as-optimizer", constant))
+            register(OptimizerSpec("in-process-sgd", build_sgd))
+
+        @hookimpl
+        def register_schedules(self, register):
+            register(OptimizerSpec("optimizer-as-schedule", build_sgd))
+            register(ScheduleSpec("in-process-constant", constant))
+
+    registry = load_registry(autoload=False, extra=[Mixed()])
+    assert registry.optimizer("in-process-sgd") and registry.schedule("in-process-constant")
+    assert "schedule-as-optimizer" not in registry.optimizers.names()
+    assert "optimizer-as-schedule" not in registry.schedules.names()
+    assert sorted(f.error for f in registry.failures) == [
+        "register_optimizers got ScheduleSpec 'schedule-as-optimizer', expected an "
+        "OptimizerSpec",
+        "register_schedules got OptimizerSpec 'optimizer-as-schedule', expected a ScheduleSpec",
+    ]

@@ -12,12 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness import hookimpl
-from harness.plugin.contracts import ModelSpec
-from harness_transformer.model import CausalTransformer
+from harness.plugin.contracts import ModelOption, ModelSpec
+from harness_transformer.model import MAX_LEN, CausalTransformer
 
 TRANSFORMER = ModelSpec(
     "transformer", CausalTransformer,
     "causal Transformer LM (GPT-style, learned positions); state: its context window",
+    options=(
+        ModelOption("heads", int, 0, "attention heads; 0: about one per 64 channels"),
+        ModelOption("context", int, MAX_LEN, "the most tokens one forward pass attends "
+                    "over (position embeddings)"),
+    ),
 )
 
 

@@ -114,12 +114,15 @@ class CausalTransformer(nn.Module):
     ``settings.reproducible`` picks the LayerNorms' thread-invariant form."""
 
     def __init__(self, vocab_size: int, settings: ModelSettings, device: torch.device,
-                 max_len: int = MAX_LEN) -> None:
+                 max_len: int | None = None) -> None:
         super().__init__()
+        max_len = max_len or settings.options.get("context", MAX_LEN)
         if max_len < 2:
             raise ValueError(f"max_len must be at least 2, got {max_len}")
         width = settings.num_hiddens
-        heads = num_heads(width)
+        heads = settings.options.get("heads", 0) or num_heads(width)
+        if heads < 1 or width % heads:
+            raise ValueError(f"heads must divide the width {width} (--set heads=N), got {heads}")
         self.max_len = max_len
         # the longest window (tokens attended) seen in training; 0 before training
         self.register_buffer("trained_context", torch.zeros((), dtype=torch.long))

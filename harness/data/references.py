@@ -10,18 +10,21 @@ An entry's ``ignore`` names the recipe fields that do not decide whether it appl
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.metrics import NAMES as METRIC_NAMES
+from harness.numbers import is_finite
 
 Scalar = str | int | float | bool
 """A recipe value as a task file or a manifest holds it."""
 
 ENTRY_KEYS = ("model", "sampler", "metric", "low", "high", "source", "settings", "digits",
               "ignore")
+MAX_DIGITS = 20
+"""The most decimals a reference may print: more is a typo (and a precision format
+specifiers refuse past 2**31)."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,8 @@ def parse_reference(data: Any) -> Reference:
         raise ValueError(f"must be a table, got {short_repr(data)}")
     unknown = sorted(set(data) - set(ENTRY_KEYS))
     if unknown:
-        raise ValueError(f"has unknown key(s) {', '.join(unknown)}; choose from: "
-                         f"{', '.join(ENTRY_KEYS)}")
+        raise ValueError(f"has unknown key(s) {', '.join(map(shown_name, unknown))}; "
+                         f"choose from: {', '.join(ENTRY_KEYS)}")
     model, sampler, metric, source = (_text(data, k) for k in ("model", "sampler", "metric",
                                                                 "source"))
     if metric not in METRIC_NAMES:
@@ -137,8 +140,9 @@ def parse_reference(data: Any) -> Reference:
     check_scalars("settings", settings)
     digits = data.get("digits")
     if digits is not None and (not isinstance(digits, int) or isinstance(digits, bool)
-                               or digits < 0):
-        raise ValueError(f"digits must be an integer >= 0, got {short_repr(digits)}")
+                               or not 0 <= digits <= MAX_DIGITS):
+        raise ValueError(f"digits must be an integer >= 0 and at most {MAX_DIGITS}, got "
+                         f"{short_repr(digits)}")
     ignore = data.get("ignore", [])
     if not isinstance(ignore, list) or not all(isinstance(n, str) for n in ignore):
         raise ValueError(f"ignore must be a list of recipe field names, got "
@@ -154,14 +158,21 @@ def check_scalars(key: str, table: Any) -> None:
         raise ValueError(f"{key} must be a table, got {short_repr(table)}")
     for name, value in table.items():
         if not isinstance(value, (str, int, float, bool)):
-            raise ValueError(f"{key} {name} must be a string, number or boolean, got "
-                             f"{short_repr(value)}")
+            raise ValueError(f"{key} {shown_name(name)} must be a string, number or boolean, "
+                             f"got {short_repr(value)}")
 
 
 def short_repr(value: object) -> str:
     """``repr(value)``, cut short: an error line stays one readable line."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def shown_name(name: object) -> str:
+    """A key or name for an error line: as it is, or its repr when it is blank or holds a
+    line break or another unprintable character, which would split or hide the line."""
+    text = str(name)
+    return text if text.isprintable() and text.strip() else repr(text)
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
@@ -178,7 +189,7 @@ def _number(data: Mapping[str, Any], key: str) -> float:
         raise ValueError(f"{key} is missing")
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value):
+            or not is_finite(value):
         raise ValueError(f"{key} must be a finite number, got {short_repr(value)}")
     return float(value)
 

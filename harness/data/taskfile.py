@@ -5,7 +5,14 @@ top-level ``tasks/`` folder, installed as the ``harness_tasks`` package); ``--ta
 reads any task file. A task file holds ``name``, ``description``, ``tokenizer`` (``char``
 or ``word``) and:
 
-- ``[corpus]``: ``url`` and/or ``path`` (relative to the task file), optional ``sha1``;
+- ``text``: ``d2l`` (the default), ``raw`` or ``bytes`` (:data:`TEXT_MODES`);
+- ``[corpus]``: ``url`` (optional ``member``: the file to read in the zip it downloads)
+  and/or ``path`` (relative to the task file), or an installed ``package`` and a glob of
+  its ``files`` (optional ``install``: how to install it); optional ``sha1``, ``sha256``
+  and ``size`` (bytes, checked when no hash is given) of the text read;
+- ``[splits]``: fixed ``train`` / ``valid`` / ``test`` boundaries, fractions or token
+  counts (:mod:`harness.data.splits`); a task without them is d2l's: the recipe's
+  ``max_tokens`` train and the next ``valid_tokens`` validate, and there is no test part;
 - ``[recipe]``: recipe fields the task trains with by default (names and ranges are the
   plan's to check: this stage knows only that they are strings, numbers or booleans);
 - ``[generate]``: ``prefixes`` to generate text from after training (none: no text) and
@@ -28,15 +35,22 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness.data.corpus import CorpusSource
+from harness.data.published import Published, parse_published
+from harness.data.splits import Splits, parse_splits
 from harness.data.references import (Reference, ReferenceSet, Scalar, check_scalars,
-                                     parse_reference, short_repr)
+                                     parse_reference, short_repr, shown_name)
 from harness.data.text import TOKENIZERS, tokenize
 from harness.errors import ConfigError
 
 _MISSING = object()
-_KEYS = ("name", "description", "tokenizer", "corpus", "recipe", "generate", "defaults",
-         "reference", "reference_defaults")
+_KEYS = ("name", "description", "tokenizer", "text", "corpus", "splits", "recipe", "generate",
+         "defaults", "reference", "reference_defaults", "published")
+TEXT_MODES = ("d2l", "raw", "bytes")
+"""``text``: ``d2l`` (d2l's preprocessing: letters and spaces, lower case), ``raw`` (the
+UTF-8 text as it is) or ``bytes`` (one token per byte). Only ``d2l`` has word tokens."""
 _REFERENCE_DEFAULTS = ("metric", "source", "digits", "ignore")
+_CORPUS_KEYS = ("url", "path", "member", "package", "files", "install", "sha1", "sha256",
+                "size")
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,10 @@ class Task:
     source: CorpusSource
     tokenizer: str = "char"
     description: str = ""
+    text: str = "d2l"
+    """How the corpus becomes tokens (:data:`TEXT_MODES`)."""
+    splits: Splits | None = None
+    """Fixed train / valid / test boundaries; None: d2l's recipe-sized slices."""
     recipe: Mapping[str, Scalar] = field(default_factory=dict)
     """The ``[recipe]`` table as written: overrides of the recipe's defaults."""
     prefixes: tuple[str, ...] = ()
@@ -59,6 +77,8 @@ class Task:
     """The samplers a run trains when it names none; empty: the CLI then requires
     --samplers."""
     references: tuple[Reference, ...] = ()
+    published: tuple[Published, ...] = ()
+    """Numbers other work publishes on this held-out task (:mod:`harness.data.published`)."""
     origin: str = ""
     """How errors name the task: the name or path it was loaded by."""
 
@@ -136,7 +156,14 @@ def parse_task(text: str, base: Path | None, origin: str) -> Task:
     tokenizer = reader.text(data, "tokenizer") or "char"
     if tokenizer not in TOKENIZERS:
         reader.fail("tokenizer", f"must be one of {', '.join(TOKENIZERS)}", tokenizer)
+    text_mode = reader.text(data, "text") or "d2l"
+    if text_mode not in TEXT_MODES:
+        reader.fail("text", f"must be one of {', '.join(TEXT_MODES)}", text_mode)
+    if text_mode != "d2l" and tokenizer != "char":
+        reader.fail("text", f"{text_mode!r} needs tokenizer = \"char\"", text_mode)
     source = _parse_corpus(reader, base)
+    splits = parse_splits(reader.table("splits"), origin=origin) if "splits" in data \
+        else None
     recipe = reader.table("recipe")
     try:
         check_scalars("[recipe]", recipe)
@@ -145,10 +172,11 @@ def parse_task(text: str, base: Path | None, origin: str) -> Task:
     prefixes, num_preds = _parse_generate(reader, tokenizer)
     models, samplers = _parse_defaults(reader)
     references = _parse_references(reader, source)
+    published = _parse_published(reader)
     return Task(name=name, source=source, tokenizer=tokenizer, description=description,
-                recipe=dict(recipe), prefixes=prefixes, num_preds=num_preds,
-                default_models=models, default_samplers=samplers, references=references,
-                origin=origin)
+                text=text_mode, splits=splits, recipe=dict(recipe), prefixes=prefixes,
+                num_preds=num_preds, default_models=models, default_samplers=samplers,
+                references=references, published=published, origin=origin)
 
 
 class _TaskReader:
@@ -178,7 +206,8 @@ class _TaskReader:
         unknown = sorted(set(table) - set(allowed))
         if unknown:
             raise ConfigError(f"task {self.origin}: unknown key(s) {where}"
-                              f"{', '.join(unknown)}; choose from: {', '.join(allowed)}")
+                              f"{', '.join(map(shown_name, unknown))}; "
+                              f"choose from: {', '.join(allowed)}")
 
     def text(self, table: dict[str, Any], key: str, *, where: str = "",
              required: bool = False, allow_empty: bool = False) -> str | None:
@@ -202,19 +231,21 @@ class _TaskReader:
 
 
 def _parse_corpus(reader: _TaskReader, base: Path | None) -> CorpusSource:
-    """The ``[corpus]`` table: ``url`` and/or ``path`` (relative to ``base``), ``sha1``."""
+    """The ``[corpus]`` table: ``url`` (with ``member``, a file in the zip it downloads)
+    and/or ``path`` (relative to ``base``), or ``package`` and ``files`` (and ``install``);
+    ``sha1``, ``sha256``, ``size`` (see :class:`CorpusSource`)."""
     corpus = reader.table("corpus", required=True)
-    reader.keys("[corpus] ", corpus, ("url", "path", "sha1"))
-    url = reader.text(corpus, "url", where="[corpus] ")
-    path = reader.text(corpus, "path", where="[corpus] ")
-    sha1 = reader.text(corpus, "sha1", where="[corpus] ")
-    if url is None and path is None:
-        reader.fail("[corpus]", "needs a url or a path")
+    reader.keys("[corpus] ", corpus, _CORPUS_KEYS)
+    texts = {key: reader.text(corpus, key, where="[corpus] ")
+             for key in _CORPUS_KEYS if key != "size"}
+    if texts["url"] is None and texts["path"] is None and texts["package"] is None:
+        reader.fail("[corpus]", "needs a url or a path, or a package")
+    path = texts.pop("path")
     local = Path(path) if path is not None else None
     if local is not None and base is not None and not local.is_absolute():
         local = base / local
-    try:  # CorpusSource checks the sha1's form and lower-cases it
-        return CorpusSource(url=url, path=local, sha1=sha1)
+    try:  # CorpusSource checks each value's form and lower-cases the hashes
+        return CorpusSource(path=local, size=corpus.get("size"), **texts)
     except ConfigError as error:
         raise ConfigError(f"task {reader.origin}: [corpus] {error}") from None
 
@@ -244,6 +275,22 @@ def _parse_defaults(reader: _TaskReader) -> tuple[tuple[str, ...], tuple[str, ..
     reader.keys("[defaults] ", defaults, ("models", "samplers"))
     return (reader.names(defaults, "models", where="[defaults] "),
             reader.names(defaults, "samplers", where="[defaults] "))
+
+
+def _parse_published(reader: _TaskReader) -> tuple[Published, ...]:
+    """The ``[[published]]`` entries: numbers other work reports on this task."""
+    entries = reader.data.get("published", [])
+    if not isinstance(entries, list):
+        reader.fail("[[published]]", "must be an array of tables", entries)
+    found = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            reader.fail(f"[[published]] #{number}", "must be a table", entry)
+        try:
+            found.append(parse_published(entry))
+        except ValueError as error:
+            raise ConfigError(f"task {reader.origin}: [[published]] #{number} {error}") from None
+    return tuple(found)
 
 
 def _parse_references(reader: _TaskReader, source: CorpusSource) -> tuple[Reference, ...]:

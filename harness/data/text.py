@@ -35,6 +35,32 @@ def read_lines(path: Path) -> list[str]:
     return lines
 
 
+READ_MODES = ("raw", "bytes")
+
+
+def read_text(path: Path, mode: str) -> str:
+    """The whole corpus as one string, one character per token, for models that see the
+    text as published rather than d2l's letters: ``raw``, the UTF-8 text unchanged (case,
+    punctuation, newlines as they are); ``bytes``, each byte one character (latin-1), for
+    corpora scored per byte such as enwik8, or not in UTF-8. An unreadable or empty file,
+    or invalid UTF-8 in ``raw``, is a CorpusError naming the file."""
+    if mode not in READ_MODES:
+        raise ValueError(f"unknown text mode {mode!r}; choose from: {', '.join(READ_MODES)}")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CorpusError(f"{path}: cannot read ({error.strerror})") from None
+    if not data:
+        raise CorpusError(f"{path}: the corpus is empty")
+    if mode == "bytes":
+        return data.decode("latin-1")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"{path}: not valid UTF-8 (byte {error.start}); "
+                          'text = "bytes" reads it byte by byte') from None
+
+
 def preprocess(text: str) -> str:
     """d2l's preprocessing of a line, but for the strip: runs of non-letters become one
     space, letters lower case. (:func:`read_lines` strips each line as d2l does; a prefix

@@ -168,6 +168,13 @@ def test_missing_local_file(tmp_path: Path) -> None:
         locate(CorpusSource(path=tmp_path / "nope.txt"))
 
 
+def test_a_missing_file_is_named_on_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "a\nb.txt"  # a task file's path may hold any character
+    with pytest.raises(CorpusError) as caught:
+        locate(CorpusSource(path=missing))
+    assert str(caught.value) == f"corpus file not found: {str(missing)!r}"
+
+
 def test_sha1_of_canonical_corpus(timemachine: Path) -> None:
     assert sha1_of(timemachine) == "090b5e7e70c295757f55df93cb0a180b9691891a"
 

@@ -139,7 +139,15 @@ def test_references_survive_the_manifest() -> None:
     ("model = 'm'\nsampler = 'a'\nlow = 1\nhigh = 2\nsource = 's'\nsettings = {lr = [1]}\n",
      r"#1 settings lr must be a string, number or boolean"),
     ("model = 'm'\nsampler = 'a'\nlow = 1\nhigh = 2\nsource = 's'\ndigits = -1\n",
-     r"#1 digits must be an integer >= 0, got -1"),
+     r"#1 digits must be an integer >= 0 and at most 20, got -1"),
+    ("model = 'm'\nsampler = 'a'\nlow = 1\nhigh = 2\nsource = 's'\ndigits = 21\n",
+     r"#1 digits must be an integer >= 0 and at most 20, got 21"),
+    (f"model = 'm'\nsampler = 'a'\nlow = 1\nhigh = {10**309}\nsource = 's'\n",
+     r"#1 high must be a finite number, got 1000"),
+    ("model = 'm'\nsampler = 'a'\nlow = 1\nhigh = 2\nsource = 's'\nsettings = {\"\\r\" = []}\n",
+     r"#1 settings '\\r' must be a string, number or boolean"),
+    ("model = 'm'\nsampler = 'a'\nlow = 1\nhigh = 2\nsource = 's'\n\"a\\nb\" = 3\n",
+     r"#1 has unknown key\(s\) 'a\\nb'; choose from: model, sampler"),
     ("model = 'm'\nsampler = 'a'\nlow = 1\nhigh = 2\nsource = 's'\nignore = 'lr'\n",
      r"#1 ignore must be a list of recipe field names"),
     ("model = 'm'\nsampler = 'a'\nlow = 1\nhigh = 2\nsource = 's'\nhigh_ = 3\n",
@@ -153,6 +161,18 @@ def test_a_malformed_reference_is_one_line_naming_the_file_and_key(
     with pytest.raises(ConfigError, match=rf"^task {path}: \[\[reference\]\] {match}") as caught:
         load_task(str(path))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("digits", [21, 2**31, 2**63])
+def test_a_stored_reference_with_too_many_digits_is_refused(digits: int) -> None:
+    # A manifest's references go through the same check: a report would otherwise format
+    # with a precision Python refuses ("precision too big").
+    entry = {"model": "m", "sampler": "a", "metric": "train_ppl", "low": 1, "high": 2,
+             "source": "s", "digits": digits}
+    with pytest.raises(ValueError, match=rf"^digits must be an integer >= 0 and at most 20, "
+                                         rf"got {digits}$"):
+        ReferenceSet.from_json({"task": "t", "corpus_sha1": None, "entries": [entry]})
+    assert parse_reference({**entry, "digits": 20}).format(1.5) == "1." + "5" + "0" * 19
 
 
 @pytest.mark.parametrize("top,tables,match", [
@@ -200,5 +220,5 @@ def test_a_reference_to_an_unknown_metric_is_refused() -> None:
     entry = {"model": "m", "sampler": "s", "metric": "trian_ppl", "low": 1.0, "high": 1.2,
              "source": "x"}
     with pytest.raises(ValueError, match="metric must be one of train_ppl, valid_ppl, "
-                       "tokens_per_sec, got 'trian_ppl'"):
+                       "tokens_per_sec, train_bpc, .*, got 'trian_ppl'"):
         parse_reference(entry)

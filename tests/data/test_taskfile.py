@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,17 @@ def test_bad_task_files(tmp_path: Path, text: str, match: str) -> None:
         load_task(str(path))
     assert str(caught.value).startswith(f"task {path}: ")
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["a\nb", "\r", "\u2028", " "])
+def test_an_unknown_key_that_would_break_or_hide_the_line_is_named_by_its_repr(
+        tmp_path: Path, key: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("name = 'x'\n" + CORPUS + f"{json.dumps(key)} = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \[corpus\] ") as caught:
+        load_task(str(path))
+    assert f"[corpus] {key!r}; choose from" in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
 
 
 def test_unknown_task_lists_choices() -> None:

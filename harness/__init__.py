@@ -39,6 +39,8 @@ _LAZY = {
     "RunResult": "harness.drive.driver",
     "generate": "harness.drive.generate",
     "parse_set_options": "harness.plan.grid",
+    "parse_budget": "harness.plan.budget",
+    "parse_target": "harness.plan.budget",
     "load_registry": "harness.plugin.manager",
     # executors, for the Python API
     "SerialExecutor": "harness.execute.executor",
@@ -53,6 +55,8 @@ _LAZY = {
     "format_summary": "harness.results.tables",
     "compare_runs": "harness.results.compare",
     "format_comparison": "harness.results.compare",
+    "paired_runs": "harness.results.paired",
+    "format_paired_runs": "harness.results.paired",
     "report": "harness.results.report",
     "RunStore": "harness.results.store",
     # what the CLI shows without importing torch
@@ -89,9 +93,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.execute.ray import RayExecutor
     from harness.execute.signals import RunInterrupted
     from harness.plan.request import EXECUTORS, ExecutorChoice, RunRequest
+    from harness.plan.budget import parse_budget, parse_target
     from harness.plan.grid import parse_set_options
     from harness.plugin.manager import load_registry
     from harness.results.compare import compare_runs, format_comparison
+    from harness.results.paired import format_paired_runs, paired_runs
     from harness.results.frames import load_run, load_runs, summarize_runs
     from harness.results.report import report
     from harness.results.store import RunStore

@@ -79,7 +79,9 @@ def run(request: RunRequest | None = None, /, *, registry: Registry | None = Non
                                                         reproducible=plan.reproducible),
                         executor=chosen.describe(),
                         plan=plan_manifest(plan, request.save_checkpoints),
-                        extra={"references": plan.task.references_json()})
+                        extra={"references": plan.task.references_json(),
+                               **({"published": [p.to_json() for p in plan.task.published]}
+                                  if plan.task.published else {})})
     try:
         store = RunStore.create(request.output_dir, manifest, label=plan.task.name)
     except OSError as error:

@@ -53,8 +53,10 @@ def check_models(plan: Plan, registry: Registry) -> None:
         recipe = plan.recipe_at(point)
         for name in dict.fromkeys(c.model for c in plan.combinations if c.settings == point):
             try:
-                check_model(registry.model(name), vocab_size=len(plan.dataset.vocab),
-                            settings=recipe.model_settings(reproducible=plan.reproducible),
+                spec = registry.model(name)
+                check_model(spec, vocab_size=len(plan.dataset.vocab),
+                            settings=recipe.model_settings(reproducible=plan.reproducible,
+                                                           declared=spec.options),
                             batch_size=recipe.batch_size, num_steps=recipe.num_steps)
             except ConfigError as error:
                 raise ConfigError(f"--set {describe_point(point)}: {error}" if point
@@ -91,6 +93,8 @@ REFUSED = 3
 """The child's exit code when a model refused its settings (the reason on stdout)."""
 
 _CHILD = f"""
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it kills us)
 import os, pickle, sys
 out = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)  # a plugin's prints go to stderr, as in a worker

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from harness.data.taskfile import load_task
@@ -21,6 +22,7 @@ from harness.numbers import check_number, check_seed
 from harness.plan.dryrun import DRY_RUN_SECONDS, check_models, check_models_isolated
 from harness.plan.grid import grid_points, normalize_grid
 from harness.plan.plan import Combination, Plan, build_plan
+from harness.plan.training import declared_settings
 from harness.plan.request import EXECUTORS, ExecutorChoice, RunRequest
 from harness.plugin.registry import Registry
 
@@ -51,11 +53,14 @@ def plan_run(request: RunRequest, registry: Registry, *, isolated: bool | None =
                     lambda: load_task(request.task).default_models)
     samplers = _names(request.samplers, "samplers", registry.samplers.names(),
                       lambda: load_task(request.task).default_samplers)
+    if tuple(request.models or ()) == ("all",) and load_task(request.task).splits is None:
+        # 'all' on d2l's kind of task: every model that can train there (no count model)
+        models = [m for m in models if registry.model(m).trained_by == "gradient"]
     for name in models:
         registry.model(name)
     for name in samplers:
         registry.sampler(name)
-    grid = normalize_grid(request.grid)
+    grid = normalize_grid(request.grid, declared=declared_settings(registry, models))
     both = sorted(name for name in grid if request.recipe.get(name) is not None)
     if both:
         raise ConfigError(f"{', '.join(both)} given both as an option and in --set; "
@@ -134,7 +139,7 @@ def request_seeds(request: RunRequest) -> list[int]:
         return list(range(request.repeats))
     if request.seeds is None:
         return [0]
-    if isinstance(request.seeds, (str, bytes)):
+    if isinstance(request.seeds, (str, bytes)) or not isinstance(request.seeds, Iterable):
         raise ConfigError(f"seeds must be a list of integers, got {request.seeds!r}")
     if not request.seeds:
         raise ConfigError("at least one seed is needed")
@@ -150,7 +155,7 @@ def _names(given: tuple[str, ...] | None, option: str, available: list[str],
         if not given:
             raise ConfigError(f"the task names no default {option}; give --{option} "
                               f"(choose from: {', '.join(available)})")
-    if isinstance(given, (str, bytes)):
+    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
         raise ConfigError(f"{option} must be a list of names, got {given!r}")
     if tuple(given) == ("all",):
         return list(available)

@@ -6,8 +6,9 @@ a combination's ``settings``, overriding the run's recipe for that combination o
 its record carries them as a ``settings`` mapping, so reports and compare group by them.
 
 Names are :class:`~harness.plan.recipe.Recipe` fields or the command line's short names for
-them (``hidden``/``hiddens``, ``layers``, ``steps``, ``batch-size``); values are parsed
-with the field's type. The fields that decide which tokens are trained and validated on
+them (``hidden``/``hiddens``, ``layers``, ``steps``, ``batch-size``), or a setting a chosen
+model declares (:class:`~harness.plugin.contracts.ModelOption`, e.g. the n-gram's
+``order``); values are parsed with the field's or the option's type. The fields that decide which tokens are trained and validated on
 (``max_tokens``, ``valid_tokens``) cannot vary within a run: the run has one dataset.
 """
 
@@ -38,7 +39,7 @@ _TYPES: dict[str, type] = {name: hint for name, hint in get_type_hints(Recipe).i
 
 def grid_fields() -> list[str]:
     """The recipe fields a grid may vary."""
-    return [f.name for f in fields(Recipe) if f.name not in FIXED]
+    return [f.name for f in fields(Recipe) if f.name not in FIXED and f.name != "model_options"]
 
 
 def _valid_names() -> str:
@@ -48,21 +49,34 @@ def _valid_names() -> str:
                      for name in grid_fields())
 
 
-def resolve_name(name: str) -> str:
-    """The recipe field ``name`` stands for (an alias, dashes for underscores)."""
+def resolve_name(name: str, declared: Mapping[str, type] | None = None) -> str:
+    """The recipe field ``name`` stands for (an alias, dashes for underscores), or the
+    model setting of that name in ``declared`` (name -> type)."""
     cleaned = name.strip().replace("-", "_")
+    if declared and cleaned in declared and cleaned not in _TYPES:
+        return cleaned
     field = ALIASES.get(cleaned, cleaned)
     if field in FIXED:
         raise ConfigError(f"--set {name}: {FIXED[field]} cannot vary within a run (a run has "
                           f"one dataset); start one run per value of --{field.replace('_', '-')}")
     if field not in grid_fields():
-        raise ConfigError(f"--set: unknown setting {name!r}; choose from: {_valid_names()}")
+        models = f"; the chosen models' own: {', '.join(sorted(declared))}" if declared else ""
+        raise ConfigError(f"--set: unknown setting {name!r}; choose from: {_valid_names()}"
+                          f"{models}")
     return field
 
 
-def parse_value(field: str, value: object) -> Value:
-    """``value`` (text from the command line, or a Python value) as ``field``'s type."""
-    kind = _TYPES[field]
+def parse_value(field: str, value: object, declared: Mapping[str, type] | None = None) -> Value:
+    """``value`` (text from the command line, or a Python value) as ``field``'s type (a
+    recipe field's, or a declared model setting's)."""
+    kind = _TYPES[field] if field in _TYPES else (declared or {})[field]
+    if kind is bool:
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"--set {field}: {value!r} is not true or false")
     if isinstance(value, bool):
         raise ConfigError(f"--set {field}: {value!r} is not {_kind_name(kind)}")
     if isinstance(value, str):
@@ -82,17 +96,19 @@ def _kind_name(kind: type) -> str:
     return {int: "an integer", float: "a number"}.get(kind, "a text")
 
 
-def normalize_grid(grid: Mapping[str, Sequence[object]] | None) -> dict[str, tuple[Value, ...]]:
-    """A grid with recipe-field names and typed, distinct values; ConfigError otherwise."""
+def normalize_grid(grid: Mapping[str, Sequence[object]] | None, *,
+                   declared: Mapping[str, type] | None = None) -> dict[str, tuple[Value, ...]]:
+    """A grid with recipe-field names (or ``declared`` model settings: name -> type) and
+    typed, distinct values; ConfigError otherwise."""
     result: dict[str, tuple[Value, ...]] = {}
     for name, values in (grid or {}).items():
-        field = resolve_name(name)
+        field = resolve_name(name, declared)
         if field in result:
             raise ConfigError(f"--set {field} is given twice; list all its values in one "
                               f"--set {field}=A,B")
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ConfigError(f"--set {field}: give a list of values, got {values!r}")
-        parsed = [parse_value(field, v) for v in values]
+        parsed = [parse_value(field, v, declared) for v in values]
         for value in parsed:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"--set {field}: {value!r} is not a finite number")

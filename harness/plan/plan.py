@@ -17,6 +17,7 @@ from harness.machine.device import resolve_device
 from harness.errors import ConfigError
 from harness.plan.grid import Point, Value, describe_point, normalize_grid
 from harness.names import combination_label, safe_name
+from harness.plan.training import check_training, declared_settings
 from harness.plan.recipe import Recipe
 from harness.plugin.registry import Registry
 from harness.data.dataset import Dataset, load_dataset
@@ -117,12 +118,16 @@ def build_plan(
     recipe.validate()
     points = list(dict.fromkeys(c.settings for c in combos)) or [()]
     recipes = {point: point_recipe(recipe, point) for point in points}
+    check_training(registry, task=loaded, models=dict.fromkeys(c.model for c in combos),
+                   recipes=recipes.values())
     resolved = resolve_device(device)
     dataset = load_dataset(loaded, max_tokens=recipe.max_tokens,
                            valid_tokens=recipe.valid_tokens, corpus=corpus, quiet=quiet)
     check_grid_fits(dataset, recipes)
     task_ref = str(Path(task).resolve()) if Path(task).is_file() else task
-    return Plan(loaded, dataset, recipe, resolved, combos, task_ref, normalize_grid(grid),
+    declared = declared_settings(registry, dict.fromkeys(c.model for c in combos))
+    return Plan(loaded, dataset, recipe, resolved, combos, task_ref,
+                normalize_grid(grid, declared=declared),
                 reproducible=reproducible)
 
 
@@ -130,7 +135,7 @@ def point_recipe(recipe: Recipe, point: Point) -> Recipe:
     """``recipe`` changed by ``point`` (the one place a grid point's recipe is made),
     validated; a ConfigError names the point."""
     try:
-        changed = recipe.with_overrides(**dict(point))
+        changed = recipe.with_point(point)
         changed.validate()
     except ConfigError as error:
         raise ConfigError(f"--set {describe_point(point)}: {error}") from None

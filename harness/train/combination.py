@@ -24,6 +24,11 @@ from harness.plan.plan import Combination, Plan
 from harness.plugin.registry import Registry
 from harness.machine.determinism import thread_dependent_parameters, warm_up_math
 from harness.results.schema import Record
+from harness.plan.recipe import Recipe
+from harness.plugin.contracts import SamplerSpec
+from harness.train.heldout import schedule_settings, train_heldout
+from harness.results.losses import encode_losses
+from harness.train.optimizers import build_optimizer, build_scheduler
 from harness.train.trainer import seed_everything, train
 
 @dataclass
@@ -63,7 +68,8 @@ def run_combination(plan: Plan, combo: Combination, *, registry: Registry, quiet
     record = base_record(combo)
     started = time.perf_counter()
     recipe = plan.recipe_for(combo)
-    settings = recipe.model_settings(reproducible=plan.reproducible)
+    settings = recipe.model_settings(reproducible=plan.reproducible,
+                                     declared=registry.model(combo.model).options)
     try:
         if plan.reproducible or take_lent_threads is not None:
             dependent = check_threads(plan, combo, registry=registry,
@@ -75,10 +81,18 @@ def run_combination(plan: Plan, combo: Combination, *, registry: Registry, quiet
         rng = seed_everything(combo.seed)
         sampler = registry.sampler(combo.sampler)
         model = build_model(plan, combo, registry)
+        if plan.dataset.bounds is not None:
+            return _held_out(plan, combo, record=record, model=model, sampler=sampler,
+                             registry=registry, rng=rng, started=started,
+                             settings=asdict(settings), save_checkpoint=save_checkpoint)
+        optimizer = build_optimizer(model, spec=registry.optimizer(recipe.optimizer),
+                                    lr=recipe.lr, weight_decay=recipe.weight_decay)
         result = train(
             model, sampler, data=plan.dataset, recipe=recipe, device=plan.device, rng=rng,
             prefixes=plan.task.prefixes, num_preds=plan.task.num_preds,
             label=combo.label, quiet=quiet, between_epochs=take_lent_threads,
+            optimizer=optimizer, schedule=_schedule(registry, recipe, optimizer,
+                                                    train_tokens=len(plan.dataset.train)),
         )
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's failure is recorded
         record = record.with_changes(status="failed", error=f"{type(error).__name__}: {error}",
@@ -99,8 +113,57 @@ def run_combination(plan: Plan, combo: Combination, *, registry: Registry, quiet
         finished=_now(),
     )
     curve = [asdict(point) for point in result.curve]
+    return _finish(record, curve, model=model, ok=result.status == "ok",
+                   save_checkpoint=save_checkpoint)
+
+
+def _schedule(registry: Registry, recipe: Recipe, optimizer: torch.optim.Optimizer, *,
+              train_tokens: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The recipe's learning-rate schedule over the steps its budget allows."""
+    return build_scheduler(optimizer, spec=registry.schedule(recipe.schedule),
+                           settings=schedule_settings(recipe, train_tokens=train_tokens))
+
+
+def _held_out(plan: Plan, combo: Combination, *, record: Record, model: torch.nn.Module,
+              sampler: SamplerSpec, registry: Registry, rng: Any, started: float,
+              settings: dict[str, Any], save_checkpoint: bool) -> Outcome:
+    """Train and score ``combo`` on a task with fixed splits (:mod:`harness.train.heldout`)."""
+    recipe = plan.recipe_for(combo)
+    spec = registry.model(combo.model)
+    result = train_heldout(
+        model, sampler, data=plan.dataset, recipe=recipe,
+        optimizer=registry.optimizer(recipe.optimizer),
+        schedule=registry.schedule(recipe.schedule), device=plan.device, rng=rng,
+        counts=spec.trained_by == "counts", prefixes=plan.task.prefixes,
+        num_preds=plan.task.num_preds)
+    record = record.with_changes(
+        status=result.status, metrics=result.metrics, error=result.error,
+        wall_seconds=time.perf_counter() - started, train_seconds=result.train_seconds,
+        num_params=result.num_params, carries_state=sampler.carries_state,
+        model_settings=settings, torch_threads=torch.get_num_threads(),
+        generated=result.generated, finished=_now(),
+        extra={"trained_by": spec.trained_by,
+               "flops_per_token": 0 if spec.trained_by == "counts" else flops_per_token(model),
+               **({"test_nll": encode_losses(result.test_nll)}
+                  if result.test_nll is not None else {})})
+    return _finish(record, result.curve, model=model, ok=result.status == "ok",
+                   save_checkpoint=save_checkpoint)
+
+
+def flops_per_token(model: torch.nn.Module) -> int:
+    """Training FLOPs per token, estimated as 6 x the trainable parameters held in matrices
+    (each weight matrix is used once per token: 2 FLOPs per weight forward, 4 backward).
+    An estimate: it counts a lookup table as a product and leaves out attention's
+    sequence-length term."""
+    return 6 * sum(p.numel() for p in model.parameters() if p.requires_grad and p.dim() >= 2)
+
+
+def _finish(record: Record, curve: list[dict[str, Any]], *, model: torch.nn.Module, ok: bool,
+            save_checkpoint: bool) -> Outcome:
+    """The outcome, with the trained weights when asked for; a checkpoint that cannot be
+    saved fails the combination, not the run."""
     try:
-        weights = encode_weights(model) if save_checkpoint and result.status == "ok" else None
+        weights = encode_weights(model) if save_checkpoint and ok else None
     except Exception as error:  # noqa: BLE001 - its failure, not the run's: the run goes on
         # failed, like any combination that did not give what was asked of it: no numbers
         # in the record (only ok rows have them), the curve kept as trained
@@ -113,10 +176,10 @@ def run_combination(plan: Plan, combo: Combination, *, registry: Registry, quiet
 
 def build_model(plan: Plan, combo: Combination, registry: Registry) -> torch.nn.Module:
     """``combo``'s model, new, with its settings, on the plan's device."""
-    return registry.model(combo.model).factory(len(plan.dataset.vocab),
-                                               plan.recipe_for(combo).model_settings(
-                                                   reproducible=plan.reproducible),
-                                               plan.device)
+    spec = registry.model(combo.model)
+    settings = plan.recipe_for(combo).model_settings(reproducible=plan.reproducible,
+                                                     declared=spec.options)
+    return spec.factory(len(plan.dataset.vocab), settings, plan.device)
 
 
 def thread_dependence(plan: Plan, combo: Combination, *, registry: Registry,
@@ -126,8 +189,8 @@ def thread_dependence(plan: Plan, combo: Combination, *, registry: Registry,
     (:func:`harness.machine.determinism.thread_dependent_parameters`); empty off the CPU, whose
     threads are what it is about. It seeds torch, so call it before the combination's
     own seeding."""
-    if plan.device.type != "cpu":
-        return []
+    if plan.device.type != "cpu" or registry.model(combo.model).trained_by != "gradient":
+        return []  # threads matter for the CPU's products, and a count model has none
     recipe = plan.recipe_for(combo)
     vocab_size = len(plan.dataset.vocab)
     torch.manual_seed(combo.seed)

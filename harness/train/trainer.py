@@ -132,15 +132,19 @@ def train(
     label: str = "",
     quiet: bool = False,
     between_epochs: Callable[[], None] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``recipe.epochs`` epochs and measure it.
 
     A non-finite loss, or one too large for its perplexity to be a finite number, stops
     training at that step with status ``diverged``. ``between_epochs`` is called before
     each epoch, outside its timing (an executor's worker uses it to take up cores that
-    other workers left).
+    other workers left). ``optimizer``: the run's (default d2l's SGD at ``recipe.lr``);
+    ``schedule``, stepped after every optimizer step: its learning-rate schedule.
     """
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
+    if optimizer is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
     params = [p for p in model.parameters() if p.requires_grad]
     num_params = sum(p.numel() for p in params)
     curve: list[EpochStats] = []
@@ -170,6 +174,8 @@ def train(
             loss.backward()
             clip_gradients(params, recipe.clip)
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             value = loss.item()
             if not value <= MAX_LOSS:  # NaN, inf, or an infinite perplexity
                 bar.close()

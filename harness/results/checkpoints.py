@@ -133,7 +133,7 @@ def _load_vocab(path: Path) -> tuple[Vocab, str, str]:
         data = json.loads(path.read_text(encoding="utf-8"))
         tokens, tokenizer, separator = data["tokens"], data["tokenizer"], data["separator"]
         vocab = Vocab(tokens[1:])  # all counts equal: ties keep this order, <unk> comes first
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise CheckpointError(f"{path}: unreadable vocabulary ({type(error).__name__})") from None
     if vocab.idx_to_token != tokens:
         raise CheckpointError(f"{path}: not a vocabulary written by harness")

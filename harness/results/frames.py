@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.metrics import METRICS, NAMES
+from harness.metrics import D2L_NAMES, METRICS, NAMES
 from harness.results.schema import Record
 from harness.results.stats import SETTING_PREFIX, aggregate
 from harness.results.store import RunStore
@@ -70,6 +70,26 @@ def summarize_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_table(frame: pd.DataFrame) -> str:
-    """The per-seed results table as Markdown (report.md shows it), text cells escaped."""
+    """The per-seed results table as Markdown (report.md shows it), text cells escaped;
+    a metric no row measured is left out (bpc on d2l's task), d2l's three always stay."""
     shown = frame.drop(columns=[c for c in ("run_id",) if c in frame])
+    shown = shown.drop(columns=[name for name in NAMES if name not in D2L_NAMES
+                                and name in shown and shown[name].isna().all()])
     return markdown_table(shown, floatfmt=[FLOAT_FORMATS.get(column, "g") for column in shown.columns])
+
+
+def group_members(frame: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.DataFrame:
+    """The per-seed rows of ``frame`` in the group of summary ``row`` (grouped by ``keys``,
+    as :func:`harness.results.stats.group_columns` gives them)."""
+    mask = pd.Series(True, index=frame.index)
+    for key in keys:
+        value = row[key]
+        mask &= frame[key].isna() if pd.isna(value) else frame[key] == value
+    return frame[mask]
+
+
+def group_label(row: pd.Series, keys: Sequence[str]) -> str:
+    """``lstm / random / lr=0.5``: how the report's headings and charts name a group."""
+    settings = [f"{k[len(SETTING_PREFIX):]}={row[k]}" for k in keys
+                if k.startswith(SETTING_PREFIX) and pd.notna(row[k])]
+    return " / ".join([str(row["model"]), str(row["sampler"]), *settings])

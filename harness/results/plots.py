@@ -50,6 +50,83 @@ class Bar:
     values: tuple[float, ...] = ()
 
 
+@dataclass
+class TokenCurve:
+    """One seed's validations on a held-out task: bits per token against training tokens
+    (None where not measured or not finite)."""
+
+    label: str
+    tokens: list[float]
+    train: list[float | None]
+    valid: list[float | None]
+
+
+@dataclass(frozen=True)
+class Band:
+    """One group of an overlay chart: at each x, the mean over its seeds and the lowest and
+    highest seed. ``x_span``: the lowest and highest seed's x, for a group drawn as one
+    point because each seed measured once (a count model); None for a line."""
+
+    label: str
+    x: tuple[float, ...]
+    mean: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    x_span: tuple[float, float] | None = None
+
+
+def bpc_png(title: str, curves: Sequence[TokenCurve]) -> bytes:
+    """Training (solid) and validation (dashed, dots) bits per token against training
+    tokens, one colour per seed; a note instead of lines when nothing finite was measured."""
+    figure, axes = _figure()
+    drawn = False
+    for index, curve in enumerate(curves):
+        colour = f"C{index % 10}"
+        drawn |= _line(axes, curve.tokens, curve.train, colour, "-", ".",
+                       f"{curve.label} train")
+        drawn |= _line(axes, curve.tokens, curve.valid, colour, "--", "o",
+                       f"{curve.label} valid")
+    axes.set_title(_short(title))
+    axes.set_xlabel("training tokens")
+    axes.set_ylabel("bits per token")
+    if drawn:
+        axes.legend(fontsize="small")
+    else:
+        _note(axes, "no finite bits per token were recorded")
+    return _png(figure)
+
+
+def overlay_png(title: str, bands: Sequence[Band], *, xlabel: str,
+                target: float | None = None) -> bytes:
+    """Validation bits per token of every group on one chart: the mean over seeds as a
+    line, shaded from the lowest to the highest seed (a group of one-point seeds: a dot
+    with bars spanning its seeds); ``target``: a dotted horizontal line."""
+    figure, axes = _figure(height=SIZE[1] + 0.5)
+    for index, band in enumerate(bands):
+        colour = f"C{index % 10}"
+        label = _short(band.label)
+        if band.x_span is not None:
+            x, y = band.x[0], band.mean[0]
+            axes.errorbar([x], [y], xerr=[[x - band.x_span[0]], [band.x_span[1] - x]],
+                          yerr=[[y - band.low[0]], [band.high[0] - y]], color=colour,
+                          marker="o", markersize=5, capsize=3, label=label)
+            continue
+        axes.plot(band.x, band.mean, color=colour, marker="." if len(band.x) < 30 else "",
+                  label=label)
+        axes.fill_between(band.x, band.low, band.high, color=colour, alpha=0.2, linewidth=0)
+    if target is not None and bands:
+        axes.axhline(target, color="0.3", linestyle=":", linewidth=1,
+                     label=f"target {target:g}")
+    axes.set_title(_short(title))
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("validation bits per token")
+    if bands:
+        axes.legend(fontsize="small")
+    else:
+        _note(axes, "no group has a validation curve")
+    return _png(figure)
+
+
 def curves_png(title: str, curves: Sequence[Curve]) -> bytes:
     """Training (solid) and validation (dashed, dots) perplexity by epoch, one colour per
     seed, on a log scale; a note instead of lines when nothing finite was measured."""

@@ -9,6 +9,8 @@ or the machine that renders them, beyond the installed matplotlib version).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -23,7 +25,10 @@ from harness.results.plots import Bar, Curve, curves_png, throughput_png
 from harness.data.taskfile import run_references
 from harness.metrics import metric
 from harness.plan.recipe import Recipe
-from harness.results.frames import format_table, results_frame
+from harness.results import heldout_report as heldout
+from harness.results.frames import format_table, group_label, group_members, results_frame
+from harness.results.literature import literature_section
+from harness.results.paired import paired_section
 from harness.results.stats import SETTING_PREFIX, aggregate, group_columns
 from harness.results.schema import Manifest, Record
 from harness.results.store import RunStore
@@ -56,16 +61,37 @@ def build_report(store: RunStore) -> Report:
     frame = results_frame(records, extra=["key"])
     summary = aggregate(frame) if records else None
     curves, skipped = _read_curves(store, records)
+    held_out = heldout.is_heldout(manifest)
     charts: dict[str, bytes] = {}
     parts = [f"# Run {escape_markdown(manifest.run_id)}", ""]
     parts += _settings(manifest)
-    parts += _results(frame, summary)
+    if held_out and summary is not None:
+        parts += heldout.results_lines(frame, summary, records)
+    else:
+        parts += _results(frame, summary)
+    if held_out:
+        parts += heldout.target_lines(manifest, frame, summary)
+        paired = paired_section(records)
+        parts += [paired, ""] if paired else []
+        parts += literature_section(manifest, summary)
     parts += _not_ok(records)
     parts += _published(manifest, summary)
     parts += _generated(records)
-    parts += _charts(curves, frame, summary, charts)
-    parts += _curves(curves, records, skipped)
+    if held_out:
+        parts += heldout.validation_lines(curves, frame, summary=summary, charts=charts,
+                                          target=_target_bpc(manifest.settings.recipe))
+    parts += _charts(curves, frame, summary, charts, held_out)
+    parts += _curves(curves, records, skipped, held_out)
     return Report("\n".join(parts).rstrip() + "\n", charts)
+
+
+def _target_bpc(recipe: Any) -> float | None:
+    """The run's target in bits per token, for the validation charts (None without one)."""
+    name, value = recipe.get("target_metric"), recipe.get("target_value")
+    if not isinstance(value, (int, float)) or not value > 0:
+        return None
+    return float(value) if name == "valid_bpc" else math.log2(value) if name == "valid_ppl" \
+        else None
 
 
 def _read_curves(store: RunStore, records: list[Record]
@@ -117,11 +143,16 @@ def _settings(manifest: Manifest) -> list[str]:
         "seeds": ", ".join(str(s) for s in settings.seeds),
         "corpus sha1": corpus.get("sha1"),
         "vocabulary": corpus.get("vocab_size"),
-        "train / validation tokens": f"{corpus.get('train_tokens')} / {corpus.get('valid_tokens')}",
-        **dict(settings.recipe),
-        **{k: f"{', '.join(map(str, v))} (--set: one group each)"
-           for k, v in settings.grid.items()},
     }
+    if heldout.is_heldout(manifest):
+        run.update(heldout.settings_rows(manifest))
+    else:
+        run.update({
+            "train / validation tokens": f"{corpus.get('train_tokens')} / "
+                                         f"{corpus.get('valid_tokens')}",
+            **dict(settings.recipe),
+            **{k: f"{', '.join(map(str, v))} (--set: one group each)"
+               for k, v in settings.grid.items()}})
     listed = env.get("plugins")
     plugins = ", ".join(f"{p.get('plugin')} ({p.get('distribution')} {p.get('version')})"
                         if isinstance(p, dict) else str(p)
@@ -176,10 +207,12 @@ def _published(manifest: Manifest, summary: pd.DataFrame | None) -> list[str]:
         references = run_references(manifest.extra.get("references"), task, sha1)
     except ValueError as error:
         return lines + [f"The run's reference numbers cannot be read ({error}).", ""]
-    defaults = Recipe().to_dict()
+    # As a manifest stores them (JSON: lists, not tuples); a field an older manifest lacks
+    # was added to the recipe after that run, which ran with its default.
+    defaults = json.loads(json.dumps(Recipe().to_dict()))
     rows = []
     for _, group in (summary.iterrows() if summary is not None else ()):
-        recipe = {**settings.recipe, **_group_settings(group)}
+        recipe = {**defaults, **settings.recipe, **_group_settings(group)}
         for ref in references.matching(group["model"], group["sampler"], task=task,
                                        corpus_sha1=sha1, recipe=recipe, defaults=defaults):
             shown = metric(ref.metric)
@@ -236,25 +269,29 @@ def _generated(records: list[Record]) -> list[str]:
 
 
 def _charts(stored: dict[str, list[dict[str, Any]]], frame: pd.DataFrame,
-            summary: pd.DataFrame | None, charts: dict[str, bytes]) -> list[str]:
+            summary: pd.DataFrame | None, charts: dict[str, bytes],
+            held_out: bool = False) -> list[str]:
     lines = ["## Charts", ""]
     if summary is None:
         return lines + ["No combination has finished.", ""]
     keys = group_columns(summary)
-    labels = [_group_label(row, keys) for _, row in summary.iterrows()]
+    labels = [group_label(row, keys) for _, row in summary.iterrows()]
     bars = []
     for label, (_, row) in zip(labels, summary.iterrows()):
-        seeds = _members(frame, row, keys)
+        seeds = group_members(frame, row, keys)
         ok = seeds[seeds["status"] == "ok"]["tokens_per_sec"]
         bars.append(Bar(label, row["tokens_per_sec_mean"], row["tokens_per_sec_std"],
                         tuple(ok.tolist())))
     charts[THROUGHPUT_PNG] = throughput_png("Training throughput", bars)
     lines += ["### Tokens/sec", "", f"![tokens/sec by combination]({PLOTS}/{THROUGHPUT_PNG})",
-              "", "### Perplexity by epoch", "",
+              ""]
+    if held_out:
+        return lines + heldout.bpc_chart_lines(stored, frame, summary=summary, charts=charts)
+    lines += ["### Perplexity by epoch", "",
               "Training perplexity (solid) and validation perplexity (dashed, where measured), "
               "one colour per seed, log scale.", ""]
     for index, (label, (_, row)) in enumerate(zip(labels, summary.iterrows()), start=1):
-        seeds = _members(frame, row, keys)
+        seeds = group_members(frame, row, keys)
         curves = [_curve(stored, record) for _, record in seeds.iterrows()]
         curves = [c for c in curves if c is not None]
         lines += [f"#### {escape_markdown(label)}", ""]
@@ -267,21 +304,6 @@ def _charts(stored: dict[str, list[dict[str, Any]]], frame: pd.DataFrame,
     return lines
 
 
-def _members(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> pd.DataFrame:
-    """The per-seed rows of ``frame`` in the group of summary ``row``."""
-    mask = pd.Series(True, index=frame.index)
-    for key in keys:
-        value = row[key]
-        mask &= frame[key].isna() if pd.isna(value) else frame[key] == value
-    return frame[mask]
-
-
-def _group_label(row: pd.Series, keys: list[str]) -> str:
-    settings = [f"{k[len(SETTING_PREFIX):]}={row[k]}" for k in keys
-                if k.startswith(SETTING_PREFIX) and pd.notna(row[k])]
-    return " / ".join([str(row["model"]), str(row["sampler"]), *settings])
-
-
 def _curve(stored: dict[str, list[dict[str, Any]]], record: pd.Series) -> Curve | None:
     points = stored.get(record["key"])
     if not points:
@@ -291,11 +313,15 @@ def _curve(stored: dict[str, list[dict[str, Any]]], record: pd.Series) -> Curve 
 
 
 def _curves(stored: dict[str, list[dict[str, Any]]], records: list[Record],
-            skipped: list[str]) -> list[str]:
-    lines = ["## Training curves", "",
-             "Training perplexity by epoch (validation perplexity where it was measured).", ""]
+            skipped: list[str], held_out: bool = False) -> list[str]:
+    lines = ["## Training curves", ""]
+    if not held_out:
+        lines += ["Training perplexity by epoch (validation perplexity where it was measured).",
+                  ""]
     lines += [f"Skipped a curve file that cannot be read: {escape_markdown(why)}"
               for why in skipped] + ([""] if skipped else [])
+    if held_out:
+        return lines + heldout.curve_table_lines(stored, records)
     columns: dict[str, pd.Series] = {}
     for record in records:
         curve = stored.get(record.key)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from harness.names import combination_label
-from harness.metrics import NAMES as METRIC_NAMES
+from harness.metrics import D2L_NAMES, NAMES as METRIC_NAMES
 
 STATUSES = ("ok", "failed", "diverged", "crashed", "timeout")
 """``ok``; ``failed`` (the model or sampler raised); ``diverged`` (non-finite loss);
@@ -70,7 +70,8 @@ class Record:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "metrics":
-                data.update({name: value.get(name) for name in METRIC_NAMES})
+                data.update({name: value.get(name) for name in METRIC_NAMES
+                             if name in D2L_NAMES or value.get(name) is not None})
                 data.update({k: v for k, v in value.items() if k not in METRIC_NAMES})
             elif f.name == "extra":
                 data.update(value)
@@ -104,7 +105,8 @@ class Record:
             values[name] = dict(values.get(name) or {})
         values["thread_dependent_parameters"] = tuple(
             values.get("thread_dependent_parameters") or ())
-        metrics = {name: _number(data.get(name)) for name in METRIC_NAMES}
+        metrics = {name: _number(data.get(name)) for name in METRIC_NAMES
+                   if name in D2L_NAMES or name in data}
         extra = {k: v for k, v in data.items() if k not in known and k not in METRIC_NAMES}
         return _check_record(cls(**values, metrics=metrics, extra=extra))
 
@@ -112,7 +114,10 @@ class Record:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range: no record the harness writes
+        raise ValueError("a metric is an integer too large for a float") from None
 
 
 @dataclass(frozen=True)

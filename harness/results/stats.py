@@ -104,8 +104,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     for row, group in iter_groups(frame, keys):
         ok = group[group["status"] == "ok"]
         row.update(n=len(group), n_ok=len(ok))
-        for metric in METRICS:
-            summary = summarize(ok[metric].tolist())
+        for metric in METRICS:  # a column the frame lacks was not measured
+            summary = summarize(ok[metric].tolist() if metric in ok else [])
             row[f"{metric}_mean"], row[f"{metric}_std"] = summary.mean, summary.std
         row["not_ok"] = not_ok_text(group)
         rows.append(row)

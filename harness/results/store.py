@@ -4,7 +4,8 @@ Layout of ``<root>/<run_id>/``::
 
     manifest.json          settings, environment, plugins, status (rewritten atomically)
     records.jsonl          one JSON line per finished combination, appended and fsynced
-    curves/<key>.csv       per-epoch curve of each combination (written before its record)
+    curves/<key>.csv       curve of each combination, a row per epoch (d2l's task) or per
+                           validation (a held-out task); written before its record
     errors/<key>.txt       the traceback of a combination that failed (or why it crashed)
     checkpoints/<key>.pt   trained weights (``--save-checkpoints``): a state_dict only
     checkpoints/vocab.json the vocabulary the checkpoints were trained with
@@ -44,6 +45,7 @@ from filelock import FileLock, Timeout
 
 from harness.errors import ConfigError
 from harness.names import safe_name
+from harness.numbers import is_finite
 from harness.results.schema import Manifest, Record
 
 RECORDS = "records.jsonl"
@@ -205,6 +207,8 @@ class RunStore:
             raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
         except (ValueError, TypeError, AttributeError) as error:  # JSON, UTF-8 or shape
             raise ConfigError(f"{path}: not a harness manifest ({error})") from None
+        except RecursionError:  # JSON nested deeper than Python's stack
+            raise ConfigError(f"{path}: not a harness manifest (nested too deeply)") from None
 
     def write_manifest(self, manifest: Manifest) -> None:
         write_atomic(self.path / MANIFEST, to_json(manifest.to_json(), indent=2) + "\n",
@@ -257,7 +261,7 @@ class RunStore:
                 continue
             try:
                 record = Record.from_json(json.loads(line))
-            except (ValueError, TypeError, AttributeError):
+            except (ValueError, TypeError, AttributeError, RecursionError):
                 warnings.warn(f"{path}:{number}: skipping a torn or corrupt record line",
                               stacklevel=2)
                 continue
@@ -265,20 +269,19 @@ class RunStore:
         return list(found.values())
 
     def curve(self, key: str) -> list[dict[str, Any]]:
-        """The per-epoch curve of one combination (empty if none was stored); ConfigError
-        naming the file if it is not UTF-8 CSV of numbers with increasing whole epochs."""
+        """The curve of one combination (empty if none was stored); ConfigError naming the
+        file if it is not UTF-8 CSV of numbers with whole epochs that increase row by row
+        (d2l's task: one row per epoch), or, when it has a ``tokens`` column (a held-out
+        task: one row per validation), whole token counts that increase row by row and
+        epochs that never decrease."""
         path = self.path / "curves" / f"{safe_name(key)}.csv"
         if not path.is_file():
             return []
         try:
             text = path.read_bytes().decode("utf-8")
-            rows = [{k: _number(v) for k, v in row.items()}
-                    for row in csv.DictReader(io.StringIO(text, newline=""))]
-            epochs = [row.get("epoch") for row in rows]
-            if rows and not all(isinstance(e, int) for e in epochs):
-                raise ValueError("its epoch column is missing or not whole numbers")
-            if any(a >= b for a, b in zip(epochs, epochs[1:])):
-                raise ValueError("its epochs do not increase")
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            rows = [{k: _number(v) for k, v in row.items()} for row in reader]
+            _check_curve(rows, by_tokens="tokens" in (reader.fieldnames or ()))
         except OSError as error:
             raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
         except (ValueError, TypeError, csv.Error) as error:
@@ -310,6 +313,25 @@ class RunStore:
         return list(targets)
 
 
+def _check_curve(rows: list[dict[str, Any]], *, by_tokens: bool) -> None:
+    """ValueError unless the rows' epochs are whole numbers that increase (``by_tokens``:
+    never decrease, and the whole token counts increase instead)."""
+    epochs = [row.get("epoch") for row in rows]
+    if rows and not all(isinstance(e, int) for e in epochs):
+        raise ValueError("its epoch column is missing or not whole numbers")
+    if not by_tokens:
+        if any(a >= b for a, b in zip(epochs, epochs[1:])):
+            raise ValueError("its epochs do not increase")
+        return
+    if any(a > b for a, b in zip(epochs, epochs[1:])):
+        raise ValueError("its epochs decrease")
+    tokens = [row.get("tokens") for row in rows]
+    if not all(isinstance(t, int) for t in tokens):
+        raise ValueError("its tokens column has a cell that is missing or not a whole number")
+    if any(a >= b for a, b in zip(tokens, tokens[1:])):
+        raise ValueError("its tokens do not increase")
+
+
 def _no_follow(file: str, flags: int) -> int:
     """Open ``records.jsonl``, never through a link (closing the gap after the check)."""
     return os.open(file, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
@@ -334,6 +356,9 @@ def _number(text: Any) -> float | int | None:
     if not isinstance(text, str):  # a row longer than the header
         raise ValueError("a row has more cells than the header")
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
         return float(text)
+    if not is_finite(number):  # no curve the harness writes: the report's charts need floats
+        raise ValueError("a cell holds an integer too large for a float")
+    return number

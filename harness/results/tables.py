@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from harness.metrics import METRICS
+from harness.metrics import D2L_NAMES, METRICS
 from harness.results.options import FORMATS
 from harness.results.stats import group_columns
 from harness.results.store import to_json
@@ -72,23 +72,41 @@ def mean_std(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+def summary_display(summary: pd.DataFrame,
+                    details: Mapping[str, Sequence[object]] | None = None) -> pd.DataFrame:
     """The Markdown face of :func:`harness.results.stats.aggregate`: ``seeds ok`` as ``n_ok/n``,
-    each metric as ``mean ± std``, and the records that are not ok."""
+    each metric as ``mean ± std``, and the records that are not ok. ``details``: columns
+    (name to one cell per group) shown after ``seeds ok``, such as ``params``."""
     keys = group_columns(summary)
     shown = summary[keys].copy()
     shown["seeds ok"] = [f"{ok}/{n}" for ok, n in zip(summary["n_ok"], summary["n"])]
+    for name, cells in (details or {}).items():
+        shown[name] = list(cells)
     for metric in METRICS:
         name = metric.name
+        if metric.name not in D2L_NAMES and (f"{name}_mean" not in summary
+                                             or summary[f"{name}_mean"].isna().all()):
+            continue  # a metric no group measured (bpc on d2l's task) is not a column
         shown[name] = [mean_std(m, s, metric.digits)
                        for m, s in zip(summary[f"{name}_mean"], summary[f"{name}_std"])]
     shown["not ok"] = summary["not_ok"]
     return shown.astype(object)
 
 
-def format_summary(summary: pd.DataFrame, fmt: str = "markdown") -> str:
-    """The per-group results table in ``fmt`` (what ``harness run`` and ``report`` print)."""
-    return render(summary, fmt, summary_display(summary))
+def format_summary(summary: pd.DataFrame, fmt: str = "markdown",
+                   details: Mapping[str, Sequence[object]] | None = None) -> str:
+    """The per-group results table in ``fmt`` (what ``harness run`` and ``report`` print);
+    ``details``: extra Markdown columns, as :func:`summary_display` takes them."""
+    return render(summary, fmt, summary_display(summary, details))
+
+
+def count_text(values: Sequence[object]) -> str:
+    """A count that should be the same for every seed (parameters, FLOPs per token) as a
+    table cell: the one value, ``low to high`` when seeds differ, '' when none has one."""
+    numbers = sorted({float(v) for v in values if v is not None and not isinstance(v, bool)
+                      and isinstance(v, (int, float)) and math.isfinite(v)})
+    shown = [f"{v:.0f}" if v.is_integer() else f"{v:.4g}" for v in numbers]
+    return "" if not shown else shown[0] if len(shown) == 1 else f"{shown[0]} to {shown[-1]}"
 
 
 def _missing(value: object) -> object:

@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.results.plots import is_png
 from harness.plan.recipe import Recipe
+from harness.results.heldout_report import OVERLAY_SECONDS, OVERLAY_TOKENS
 from harness.results.report import PLOTS, THROUGHPUT_PNG, render_report, write_report
 from harness.results.schema import Manifest, Record
 from harness.results.store import RunStore
@@ -212,3 +214,172 @@ def test_plugins_of_any_shape_in_the_environment_still_render(tmp_path: Path) ->
     for plugins in (5, [5, {"plugin": "p"}], None):
         store.update_manifest(environment={"torch": "x", "plugins": plugins})
         assert "## Environment" in render_report(store)
+
+
+# Held-out runs (a task with [splits]) ------------------------------------------------------
+
+HELDOUT_CORPUS = {"sha1": "abc", "vocab_size": 28, "train_tokens": 800, "valid_tokens": 100,
+                  "test_tokens": 100, "bounds": [800, 900, 1000]}
+
+
+def heldout_curve(seconds: list[float], valid: list[float], epochs: list[int] | None = None,
+                  tokens: list[int] | None = None) -> list[dict]:
+    tokens = tokens or [1000 * (i + 1) for i in range(len(valid))]
+    epochs = epochs or [1] * len(valid)
+    return [{"epoch": e, "step": t // 100, "tokens": t, "seconds": s, "lr": 0.003,
+             "train_bpc": v + 0.1, "valid_bpc": v, "valid_ppl": 2 ** v, "eval_seconds": 0.1,
+             "threads": 2} for e, t, s, v in zip(epochs, tokens, seconds, valid)]
+
+
+def heldout_run(tmp_path: Path, *, count_model: str | None = "kn5", target: bool = True,
+                flops: bool = True) -> RunStore:
+    """A held-out run: lstm (2 seeds, both reach the target), gru (diverged) and, unless
+    ``count_model`` is None, a count model of that name (2 seeds, one curve row each; named
+    by ``trained_by`` unless it is ``ngram``)."""
+    recipe = {**Recipe().to_dict(), "optimizer": "adamw", "schedule": "cosine",
+              "weight_decay": 0.1, "budget_tokens": 3000}
+    if target:
+        recipe.update(target_metric="valid_bpc", target_value=2.5)
+    store = RunStore.create(tmp_path, Manifest.from_json({
+        "status": "complete",
+        "settings": {"task": "tm-full", "models": ["lstm", "gru"], "samplers": ["random"],
+                     "seeds": [0, 1], "recipe": recipe, "corpus": HELDOUT_CORPUS}}))
+
+    def record(model: str, seed: int, test_bpc: float, **fields: object) -> Record:
+        extra = {"flops_per_token": 10 * fields.get("num_params", 0)} if flops else {}
+        return Record.from_json({"key": f"{model}__random__seed{seed}", "model": model,
+                                 "sampler": "random", "seed": seed, "status": "ok",
+                                 "train_ppl": 6.0, "valid_ppl": 5.0, "tokens_per_sec": 500.0,
+                                 "valid_bpc": test_bpc - 0.05, "test_bpc": test_bpc,
+                                 "test_ppl": 2 ** test_bpc, **extra, **fields})
+
+    reached = {"tokens_to_target": None, "seconds_to_target": None}
+    for seed, (test, tokens, seconds, times, valid) in enumerate([
+            (2.4, 2000, 4.0, [2.0, 4.0, 6.0], [3.0, 2.45, 2.4]),
+            (2.7, 3000, 7.0, [2.5, 5.0, 7.0], [3.1, 2.6, 2.5])]):
+        if target:
+            reached = {"tokens_to_target": tokens, "seconds_to_target": seconds}
+        store.append_record(record("lstm", seed, test, num_params=5000, trained_by="gradient",
+                                   **reached), heldout_curve(times, valid))
+    store.append_record(Record.from_json({"key": "gru__random__seed0", "model": "gru",
+                                          "sampler": "random", "seed": 0, "num_params": 7000,
+                                          "status": "diverged", "error": "nan"}),
+                        heldout_curve([1.0], [3.5]))
+    if count_model is not None:
+        by = {} if count_model == "ngram" else {"trained_by": "counts"}
+        for seed, seconds in enumerate([0.5, 0.7]):
+            store.append_record(record(count_model, seed, 2.6, num_params=0, **by),
+                                heldout_curve([seconds], [2.55], tokens=[800]))
+    return store
+
+
+def section(text: str, heading: str) -> str:
+    return text.split(f"\n{heading}\n")[1].split("\n## ")[0]
+
+
+def test_a_heldout_report_shows_splits_and_the_training_recipe(tmp_path: Path) -> None:
+    settings = section(render_report(heldout_run(tmp_path)), "## Settings")
+    assert "| train / validation / test tokens | 800 / 100 / 100" in settings
+    assert "train 0 to 800, validation 800 to 900, test 900 to 1000" in settings
+    assert "| optimizer " in settings and "| adamw " in settings and "| cosine " in settings
+    assert "| weight\\_decay " in settings and "| 0.1 " in settings
+    assert "| budget " in settings and "3000 tokens" in settings
+    assert "| target " in settings and "valid\\_bpc ≤ 2.5 (training goes on)" in settings
+    assert "max\\_tokens" not in settings and "train / validation tokens |" not in settings
+
+
+def test_heldout_results_have_params_flops_and_only_measured_columns(tmp_path: Path) -> None:
+    text = render_report(heldout_run(tmp_path, target=False))
+    results = section(text, "## Results")
+    header = results.split("### Per seed")[0]
+    assert "| params " in header and "| FLOPs/token " in header
+    lstm = next(line for line in header.splitlines() if line.startswith("| lstm"))
+    assert "| 5000 " in lstm and "| 50000 " in lstm and "2.550 ± 0.212" in lstm
+    # no target: nobody measured the time to one, so neither table has those columns
+    assert "tokens_to_target" not in text and "## Time to target" not in text
+    per_seed = [c.strip() for c in results.split("### Per seed")[1].split("\n")[2].split("|")]
+    assert "test_bpc" in per_seed and "train_bpc" not in per_seed  # no record measured it
+    without = section(render_report(heldout_run(tmp_path / "b", flops=False)), "## Results")
+    assert "FLOPs/token" not in without and "| params " in without
+
+
+def test_the_baseline_is_the_best_count_model_and_each_group_is_told(tmp_path: Path) -> None:
+    results = section(render_report(heldout_run(tmp_path)), "## Results")
+    assert "**Baseline:** kn5 / random, the best count model, 2.600 test bpc" in results
+    assert "- lstm / random: its mean test bpc, 2.550, is below the baseline (2.600)." in results
+    assert "- gru / random has no test bpc (no ok seed), so it cannot be compared." in results
+    assert results.index("**Baseline:**") < results.index("### Per seed")
+
+
+def test_a_count_model_is_found_by_name_without_trained_by(tmp_path: Path) -> None:
+    text = render_report(heldout_run(tmp_path, count_model="ngram"))
+    assert "**Baseline:** ngram / random, the best count model, 2.600 test bpc" in text
+    text = render_report(heldout_run(tmp_path / "none", count_model=None))
+    assert "**Baseline:** no count-model baseline in this run." in text
+    assert "is below the baseline" not in text
+
+
+def test_time_to_target_per_group(tmp_path: Path) -> None:
+    target = section(render_report(heldout_run(tmp_path)), "## Time to target")
+    assert target.startswith("\nTarget: valid_bpc ≤ 2.5 (training goes on).")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:-1]]
+            for line in target.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows["lstm"] == ["2/2", "2500 ± 707", "5.5 ± 2.1"]
+    assert rows["kn5"] == ["0/2", "not reached", "not reached"]
+    assert rows["gru"] == ["0/0", "not reached", "not reached"]
+
+
+def test_heldout_curves_are_read_charted_and_tabled(tmp_path: Path) -> None:
+    store = heldout_run(tmp_path)
+    assert [row["epoch"] for row in store.curve("lstm__random__seed0")] == [1, 1, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no curve is skipped
+        text = write_report(store).read_text()
+    plots = sorted(p.name for p in (store.path / PLOTS).iterdir())
+    assert plots == ["bpc-01-gru_random.png", "bpc-02-kn5_random.png", "bpc-03-lstm_random.png",
+                     OVERLAY_SECONDS, OVERLAY_TOKENS, THROUGHPUT_PNG]
+    for name in plots:
+        assert is_png((store.path / PLOTS / name).read_bytes())
+        assert f"({PLOTS}/{name})" in text
+    curves = section(text, "## Validation curves")
+    assert f"({PLOTS}/{OVERLAY_TOKENS})" in curves and f"({PLOTS}/{OVERLAY_SECONDS})" in curves
+    assert "Skipped a curve" not in text and "Perplexity by epoch" not in text
+    table = section(text, "## Training curves")
+    assert "| lstm/random/seed1 | 1       | 3000     |       7.0 |" in table
+
+
+def test_a_curve_must_increase_in_tokens_when_it_has_them(tmp_path: Path) -> None:
+    store = heldout_run(tmp_path)
+    path = store.path / "curves" / "lstm__random__seed0.csv"
+    path.write_text("epoch,tokens,valid_bpc\n1,2000,3.0\n1,1000,2.9\n")
+    with pytest.raises(ConfigError, match="its tokens do not increase"):
+        store.curve("lstm__random__seed0")
+    path.write_text("epoch,tokens,valid_bpc\n2,1000,3.0\n1,2000,2.9\n")
+    with pytest.raises(ConfigError, match="its epochs decrease"):
+        store.curve("lstm__random__seed0")
+    path.write_text("epoch,train_ppl\n1,3.0\n1,2.9\n")  # d2l's: an epoch per row
+    with pytest.raises(ConfigError, match="its epochs do not increase"):
+        store.curve("lstm__random__seed0")
+
+
+def test_a_d2l_report_gets_none_of_the_heldout_sections(tmp_path: Path) -> None:
+    text = write_report(make_run(tmp_path)).read_text()
+    for absent in ("## Time to target", "## Validation curves", "Baseline", "| params",
+                   "bpc", "FLOPs", "test tokens", "overlay"):
+        assert absent not in text
+    per_seed = section(text, "### Per seed").splitlines()[1]
+    assert per_seed.split() == ["|", "model", "|", "sampler", "|", "seed", "|", "status", "|",
+                                "train_ppl", "|", "valid_ppl", "|", "tokens_per_sec", "|",
+                                "wall_seconds", "|", "num_params", "|"]
+    assert "| train / validation tokens " in text and "Perplexity by epoch" in text
+
+
+def test_the_lowest_count_model_is_the_baseline_and_the_others_are_told(tmp_path: Path) -> None:
+    store = heldout_run(tmp_path)
+    store.append_record(Record.from_json({
+        "key": "kn3__random__seed0", "model": "kn3", "sampler": "random", "seed": 0,
+        "status": "ok", "test_bpc": 2.9, "trained_by": "counts"}))
+    results = section(render_report(store), "## Results")
+    assert "**Baseline:** kn5 / random, the best count model, 2.600 test bpc" in results
+    assert "- kn3 / random: its mean test bpc, 2.900, is not below the baseline (2.600)." \
+        in results

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.metrics import METRICS, NAMES, metric
+from harness.metrics import D2L_NAMES, METRICS, NAMES, metric
 from harness.results.schema import LEGACY_GENERATED, Manifest, Record, RunSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,7 +16,9 @@ COMMITTED = sorted((REPO / "results").glob("reference-*/*/"))
 
 
 def test_every_metric_has_a_label_digits_and_a_way_to_show_a_change() -> None:
-    assert NAMES == ("train_ppl", "valid_ppl", "tokens_per_sec")
+    assert NAMES[:3] == D2L_NAMES == ("train_ppl", "valid_ppl", "tokens_per_sec")
+    assert set(NAMES[3:]) == {"train_bpc", "valid_bpc", "test_bpc", "test_ppl",
+                              "tokens_to_target", "seconds_to_target"}
     for m in METRICS:
         assert m.label and m.digits >= 0 and m.change in ("difference", "ratio")
     assert metric("tokens_per_sec").change == "ratio"
@@ -87,6 +89,15 @@ def test_unknown_fields_are_kept_and_metrics_typed() -> None:
 def test_a_record_without_its_identity_is_refused(data: dict) -> None:
     with pytest.raises(ValueError):
         Record.from_json(data)
+
+
+@pytest.mark.parametrize("value", [10**309, -10**400])
+def test_a_metric_too_large_for_a_float_is_refused(value: int) -> None:
+    # JSON integers are unbounded; float() of these raises OverflowError, which the store
+    # would not take for a corrupt line.
+    with pytest.raises(ValueError, match="a metric is an integer too large for a float"):
+        Record.from_json({"key": "k", "model": "m", "sampler": "s", "seed": 0,
+                          "valid_ppl": value})
 
 
 def test_a_manifest_of_the_wrong_shape_is_refused() -> None:

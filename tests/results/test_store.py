@@ -60,6 +60,16 @@ def test_a_torn_record_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
         assert [r.key for r in store.records()] == ["a"]
 
 
+def test_a_record_line_nested_too_deeply_is_skipped_like_a_torn_one(tmp_path: Path) -> None:
+    store = make(tmp_path)
+    store.append_record(rec("a", status="ok"))
+    with open(store.path / "records.jsonl", "a") as handle:
+        handle.write("[" * 100_000 + "]" * 100_000 + "\n")
+    store.append_record(rec("b", status="ok"))
+    with pytest.warns(UserWarning):
+        assert [r.key for r in store.records()] == ["a", "b"]
+
+
 def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
     target = tmp_path / "f.txt"
     write_atomic(target, "one")
@@ -267,6 +277,7 @@ def test_a_write_whose_temporary_file_was_taken_for_stale_is_done_again(
     b'"settings": {"lr": [1]}}]}}',
     b'{"plan": {"combinations": [{"model": "m", "sampler": "s", "seed": "0"}]}}',
     b'{"plan": {"task_settings": 5}}', b'{"resumed": 5}', b'{"status": 5}',
+    b"[" * 100_000 + b"]" * 100_000,  # deeper than Python's stack: a RecursionError
 ])
 def test_a_corrupt_manifest_is_a_one_line_error_naming_the_file(tmp_path: Path,
                                                                  content: bytes) -> None:
@@ -286,6 +297,8 @@ def test_a_corrupt_manifest_is_a_one_line_error_naming_the_file(tmp_path: Path,
     (b"epoch,train_ppl\n1.5,2.0\n", "epoch column"),
     (b"epoch,train_ppl\n2,2.0\n1,3.0\n", "do not increase"),
     (b"epoch,train_ppl\n1,2.0,7\n", "more cells"),
+    (b"epoch,train_ppl\n1," + b"1" * 400 + b"\n", "integer too large for a float"),
+    (b"epoch,train_ppl\n" + b"9" * 400 + b",2.0\n", "integer too large for a float"),
 ])
 def test_a_corrupt_curve_is_an_error_naming_the_file(tmp_path: Path, content: bytes,
                                                       why: str) -> None:
@@ -308,6 +321,7 @@ def test_a_corrupt_curve_is_an_error_naming_the_file(tmp_path: Path, content: by
     '{"key": "b", "model": "m", "sampler": "s", "seed": 0, "num_params": 1.5}',
     '{"key": "b", "model": "m", "sampler": "s", "seed": 0, "settings": {"lr": [1]}}',
     '{"key": "b", "model": "m", "sampler": "s", "seed": 0, "error": {"x": 1}}',
+    '{"key": "b", "model": "m", "sampler": "s", "seed": 0, "train_ppl": 1%s}' % ("0" * 309),
 ])
 def test_a_wrong_shaped_record_line_is_skipped_with_a_warning(tmp_path: Path,
                                                               line: str) -> None:

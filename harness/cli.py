@@ -27,6 +27,7 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 """Some combinations failed, diverged, crashed or timed out; the others' results are in the
 run directory. Interrupted runs exit with 128 + the signal: 130 (Ctrl-C), 143 (SIGTERM)."""
+EXIT_SIGINT = 128 + 2
 
 RESUME_OPTIONS = {"resume", "executor", "address", "cpus_per_task", "jobs", "timeout",
                   "isolate", "quiet", "retry_failed", "fmt"}
@@ -71,7 +72,25 @@ format_option = click.option(
     show_default=True, help="How the table on stdout is written (progress and logs go to stderr).")
 
 
-@click.group()
+class _Group(click.Group):
+    """click's group, but a Ctrl-C anywhere (even while the command is still importing)
+    is one line and exit code 130, not click's blank line, ``Aborted!`` and exit code 1."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.Abort:
+            click.echo("interrupted by SIGINT", err=True)
+            sys.exit(EXIT_SIGINT)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Group)
 @click.version_option(__version__, prog_name="harness")
 def main() -> None:
     """Benchmark sequence models on a text corpus: every model with every sampler."""
@@ -101,6 +120,20 @@ def main() -> None:
               help="Validate every N epochs (and after the last); 0: last only [default: 50].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]),
               help="Matrix products in fp32, or bf16 with fp32 weights [default: fp32].")
+@click.option("--optimizer", help="Optimizer plugin: sgd (d2l's), adam, adamw "
+              "[task default; d2l's task: sgd].")
+@click.option("--schedule", help="Learning-rate schedule plugin: constant, cosine (linear "
+              "warm-up then cosine), step [task default].")
+@click.option("--weight-decay", type=float, help="Weight decay [default: 0].")
+@click.option("--warmup-steps", type=int, help="Warm-up optimizer steps [default: 0].")
+@click.option("--budget", "budget", metavar="UNIT=N",
+              help="Train every combination for the same budget: tokens=N, steps=N, "
+                   "seconds=N or epochs=N (the first reached stops training).")
+@click.option("--target", "target", metavar="METRIC=X",
+              help="Record the tokens and seconds each combination needed to reach it, "
+                   "e.g. valid_bpc=2.2 (a task with [splits]).")
+@click.option("--stop-at-target", is_flag=True, default=None,
+              help="With --target: stop a combination when it reaches the target.")
 @click.option("--seed", "--seeds", "seeds",
               help="Random seeds, comma-separated; each combination runs once per seed "
                    "[default: 0].")
@@ -156,7 +189,12 @@ def run(*, models: str | None, samplers: str | None, task: str, corpus: Path | N
     """
     command = shlex.join(["harness", *sys.argv[1:]])
     choice = {name: options.pop(name) for name in EXECUTOR_OPTIONS}
+    budget, target = options.pop("budget"), options.pop("target")
     with _usage_errors():
+        if budget is not None:
+            options.update(harness.parse_budget(budget))
+        if target is not None:
+            options.update(harness.parse_target(target))
         executor_choice = harness.ExecutorChoice(kind=executor, **choice)
         if resume is not None:
             _refuse_with_resume(click.get_current_context())
@@ -208,6 +246,9 @@ def _interruptible(start: Callable[[], Any]) -> Any:
     except (harness.WorkerError, harness.StorageError) as error:  # what is on disk is kept
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:  # before the run's own signal handling was in place
+        click.echo("interrupted by SIGINT before the run started", err=True)
+        sys.exit(EXIT_SIGINT)
 
 
 def _summarise(result: Any, quiet: bool) -> None:
@@ -226,7 +267,8 @@ def _summarise(result: Any, quiet: bool) -> None:
 
 @main.command()
 def plugins() -> None:
-    """List models and samplers with the plugin and distribution providing each.
+    """List models, samplers, optimizers and learning-rate schedules with the plugin and
+    distribution providing each.
 
     One line per entry: what a plugin supplies (names, descriptions, error text) is shown
     with line breaks and other control characters escaped (``\\n``), so it cannot print
@@ -236,7 +278,9 @@ def plugins() -> None:
 
     registry = harness.load_registry()
     rows = []
-    for kind, catalog in (("model", registry.models), ("sampler", registry.samplers)):
+    catalogs = {"model": registry.models, "sampler": registry.samplers,
+                "optimizer": registry.optimizers, "schedule": registry.schedules}
+    for kind, catalog in catalogs.items():
         for name in catalog.names():
             spec, provider = catalog.specs[name], catalog.providers[name]
             rows.append((kind, line(name), line(provider.plugin),
@@ -245,7 +289,7 @@ def plugins() -> None:
     width = max(len(r[1]) for r in rows) if rows else 0
     for kind, name, plugin, dist, description in rows:
         click.echo(f"{kind:8} {name:{width}}  {description}  [{plugin}; {dist}]")
-    for catalog in (registry.models, registry.samplers):
+    for catalog in catalogs.values():
         for message in catalog.conflicts.values():
             click.echo(f"conflict: {line(message)}")
     for failure in registry.failures:
@@ -284,11 +328,20 @@ def compare(*, runs: tuple[Path, ...], force: bool, alpha: float, fmt: str) -> N
 
     Refuses runs with different corpora or recipes (exit 2, naming the differing
     settings) unless --force. Changes are tested with Welch's t-test where both sides have
-    at least 3 ok seeds.
+    at least 3 ok seeds. Two runs of a held-out task scored on the same test characters
+    are also compared pairwise, token by token (Markdown only; see harness.results.paired).
     """
     with _usage_errors():
         comparison = harness.compare_runs(list(runs), force=force, alpha=alpha)
     click.echo(harness.format_comparison(comparison, fmt))
+    if len(runs) == 2 and fmt == "markdown":
+        try:
+            paired = harness.format_paired_runs(harness.paired_runs(*runs))
+        except HarnessError as error:  # not the same test characters: no paired test
+            click.echo(f"no paired test on the test split: {error}", err=True)
+        else:
+            if paired:
+                click.echo("\n" + paired)
 
 
 @main.command()

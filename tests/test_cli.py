@@ -48,7 +48,7 @@ def test_run_prints_table_and_writes_run_directory(runner: CliRunner, timemachin
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--models", "scratch,nope"], "unknown model 'nope'; choose from: gru, lstm, nnrnn, scratch"),
+    (["--models", "scratch,nope"], "unknown model 'nope'; choose from: gru, lstm, ngram, nnrnn, scratch"),
     (["--samplers", "shuffled"], "unknown sampler 'shuffled'; choose from:"),
     (["--epochs", "0"], "epochs must be a positive integer"),
     (["--lr", "-1"], "lr must be a finite number > 0"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.errors import ConfigError
-from harness.numbers import MAX_SEED, check_number, check_seed
+from harness.numbers import MAX_SEED, check_number, check_seed, is_finite
 
 
 @pytest.mark.parametrize(("value", "kwargs", "message"), [
@@ -34,6 +34,15 @@ def test_a_good_number_comes_back_as_a_plain_one() -> None:
     assert type(check_number(np.int64(3), name="x", integer=True)) is int
     assert check_number(0.5, name="x", above=0, below=1) == 0.5
     assert check_number(4, name="x", maximum=4) == 4
+
+
+@pytest.mark.parametrize("value", [10**309, -10**309, 10**400])
+def test_an_integer_too_large_for_a_float_is_refused_not_an_overflow(value: int) -> None:
+    # TOML and JSON integers are unbounded; math.isfinite raises OverflowError on these.
+    assert not is_finite(value) and is_finite(10**308) and not is_finite(math.inf)
+    with pytest.raises(ConfigError, match=r"^lr must be a finite number > 0, got -?1000"):
+        check_number(value, name="lr", above=0)
+    assert check_number(value, name="n", integer=True) == value  # an integer need not fit
 
 
 @pytest.mark.parametrize("value", [-1, MAX_SEED + 1, 1.5, "1", True, None])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.corpus import CORPUS_ENV
+from harness.data.references import short_repr
 from harness.errors import ConfigError, CorpusError
 from harness.plan.plan import Combination, Plan, build_plan
 from harness.plugin.registry import Registry
@@ -61,6 +62,9 @@ def load_plan(manifest: Manifest, registry: Registry, *, where: Path,
         combos = tuple(Combination.from_dict(c) for c in stored["combinations"])
         corpus = Path(settings.corpus["path"])
         expected = settings.corpus["sha1"]
+        if not isinstance(stored["task"], str):  # told as a KeyError is, below
+            raise TypeError(f"plan.task is {short_repr(stored['task'])}, not a task name "
+                            "or path")
         rebuild = partial(build_plan, registry, combos, task=stored["task"],
                           overrides=dict(settings.recipe), device=settings.device,
                           grid=dict(settings.grid), quiet=quiet,

@@ -223,7 +223,16 @@ class ProcessExecutor:
         process = context.Process(target=_worker_main, name="harness-worker",
                                   args=(child, job, share, lend and self.cores > 1,
                                         os.getpid()))
-        process.start()
+        # The child inherits an ignored SIGINT through exec, so a Ctrl-C while it is still
+        # importing (before _worker_main) cannot print its traceback; the driver handles
+        # Ctrl-C. Only the few milliseconds of start() go without the driver's handler.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) \
+            if threading.current_thread() is threading.main_thread() else None
+        try:
+            process.start()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         child.close()
         return _Worker(process, parent, share)
 

@@ -184,6 +184,17 @@ def test_the_plan_comes_back_from_the_manifest(small_task: Path, small_corpus: P
         load_plan(manifest, registry, where=Path("run"))
 
 
+def test_a_manifest_whose_plan_names_no_task_is_refused(small_task: Path) -> None:
+    # The manifest's schema lets null stand for a key left out; the plan needs the task.
+    registry = load_registry()
+    stored = manifest_for(make_plan(registry, ["scratch"], ["random"], [0], str(small_task)))
+    data = stored.to_json()
+    manifest = Manifest.from_json({**data, "plan": {**data["plan"], "task": None}})
+    with pytest.raises(ConfigError, match=r"^run: the manifest holds no resumable plan "
+                                          r"\(TypeError: plan.task is None, not a task name"):
+        load_plan(manifest, registry, where=Path("run"))
+
+
 def test_a_corpus_given_by_a_relative_path_is_found_from_another_directory(
         small_task: Path, small_corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # A task without a path of its own: only --corpus, as given, reached the manifest.

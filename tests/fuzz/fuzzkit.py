@@ -164,75 +164,9 @@ def known_multiline(id: str, pattern: str, summary: str) -> KnownMultiline:
 
 
 # ---------------------------------------------------------------------------------------
-# the bugs found so far (each pinned by a strict xfail test in the module that found it)
-
-RAW_KEY_NEWLINE = known_multiline(
-    "raw-key-newline",
-    r"(unknown key\(s\) [^;]*[\r\n])|([\r\n][^\r\n]*must be a string, number or boolean)",
-    "task-file errors name a key raw (not repr): a quoted TOML key holding CR or LF makes "
-    "a multi-line error (unknown keys, and [recipe]/settings values of the wrong type)")
-
-CORPUS_PATH_NEWLINE = known_multiline(
-    "corpus-path-newline", r"corpus file not found: [^\r\n]*[\r\n]",
-    "corpus.locate names the corpus path raw (not repr): a task's [corpus] path (or "
-    "--corpus) holding a newline makes a multi-line CorpusError")
-
-REFERENCE_HUGE_INT = known_bug(
-    "reference-huge-int", OverflowError, "references.py:_number",
-    "a [[reference]] low/high integer beyond float range (TOML integers are unbounded) "
-    "raises OverflowError from math.isfinite instead of a ConfigError")
-
-RECIPE_HUGE_INT = known_bug(
-    "recipe-huge-int", OverflowError, "numbers.py:check_number",
-    "check_number calls math.isfinite on an int too large for a float: a [recipe] lr, clip "
-    "or dropout (or RunRequest(recipe=...)/ExecutorChoice(timeout=...)) of 10**309 raises "
-    "OverflowError instead of a ConfigError")
-
-REQUEST_SEEDS_NOT_ITERABLE = known_bug(
-    "request-seeds-not-iterable", TypeError, "gate.py:request_seeds",
-    "RunRequest(seeds=1) (a number, not a list: the Python API) reaches the gate, which "
-    "iterates it: TypeError instead of a ConfigError (RunRequest.from_options and harness.run "
-    "with keywords catch it; a RunRequest built directly does not)")
-
-CURVE_HUGE_INT = known_bug(
-    "curve-huge-int", OverflowError, "plots.py:<listcomp>",
-    "a curve cell holding an integer beyond float range (store._number reads it with int()) "
-    "reaches math.isfinite in plots._line: report (and the report a resume writes) raises "
-    "OverflowError")
-
-REFERENCE_DIGITS_HUGE = known_bug(
-    "reference-digits-huge", ValueError,
-    ("references.py:format", "references.py:<genexpr>", "references.py:rounded"),
-    "a reference's digits is checked only for >= 0: digits = 2**31 (in a task file's "
-    "[[reference]], stored in the manifest) makes Reference.text/format raise ValueError "
-    "('precision too big') when the report is written, after training")
-
-VOCAB_FIELDS_UNCHECKED = known_bug(
-    "vocab-fields-unchecked", (ValueError, AttributeError, TypeError),
-    ("text.py:tokenize", "text.py:decode"),
-    "checkpoints._load_vocab checks the tokens but not tokenizer or separator: "
-    "vocab.json with \"tokenizer\": \"bpe\" makes generate raise ValueError (tokenize), "
-    "with \"separator\": 5 or null AttributeError (decode)")
-
-RECORD_HUGE_INT = known_bug(
-    "record-huge-int", OverflowError, "schema.py:_number",
-    "a records.jsonl metric holding an integer beyond float range makes Record.from_json's "
-    "_number raise OverflowError, which RunStore.records does not treat as a corrupt line: "
-    "report, compare and --resume crash")
-
-RECORD_MODEL_SETTINGS_UNCHECKED = known_bug(
-    "record-model-settings-unchecked", (TypeError, ValueError, RuntimeError),
-    ("checkpoints.py:load_model", "rnn.py:normal", "rnn.py:build_scratch", "rnn.py:__init__"),
-    "generate rebuilds the model from the record's model_settings unchecked: a record "
-    "without model_settings (or with an unknown key) raises TypeError from "
-    "ModelSettings(**...), one with num_hiddens 'x' or -1 a TypeError/RuntimeError from the "
-    "plugin's factory")
-
-MANIFEST_PLAN_UNCHECKED = known_bug(
-    "manifest-plan-unchecked", (TypeError, AttributeError),
-    ("taskfile.py:load_task",),
-    "--resume rebuilds the plan from the manifest's values unchecked: \"plan\": {\"task\": "
-    "null} (or a number) reaches load_task, whose Path(None) raises TypeError")
+# the bugs found and not yet fixed: none now. A new one is listed here (known_bug or
+# known_multiline) and pinned by a strict xfail test in the module that found it; once
+# fixed, its entry goes and its pinned input stays as an ordinary test.
 
 
 class KnownBugHit(AssertionError):

@@ -157,15 +157,15 @@ def test_cli_seed_and_repeats_plan_or_are_one_line(seed: str | None, repeats: st
     planned_or_one_line(run_cli(task_dir, *args), "cli: --seed/--repeats")
 
 
-@pytest.mark.xfail(reason="BUG request-seeds-not-iterable: plan_run iterates RunRequest.seeds "
-                   "without checking it is a list (TypeError, a traceback)",
-                   raises=fuzzkit.KnownBugHit, strict=True)
-def test_request_seeds_that_is_a_number_is_one_config_error(task_dir: Path) -> None:
+@pytest.mark.parametrize("seeds", [1, 2.5, object()], ids=["int", "float", "object"])
+def test_request_seeds_that_is_not_a_list_is_one_config_error(seeds: Any,
+                                                             task_dir: Path) -> None:
+    """request-seeds-not-iterable: RunRequest(seeds=1) is refused, not a TypeError."""
     request = RunRequest(task=str(task_dir / "small.toml"), models=("scratch",),
-                         samplers=("sequential",), seeds=1, quiet=True, device="cpu",
+                         samplers=("sequential",), seeds=seeds, quiet=True, device="cpu",
                          output_dir=task_dir / "out")
-    fuzzkit.still_broken(fuzzkit.REQUEST_SEEDS_NOT_ITERABLE,
-                         lambda: plan_run(request, fuzzkit.registry()))
+    with pytest.raises(ConfigError, match=r"^seeds must be a list of integers, got "):
+        plan_run(request, fuzzkit.registry())
 
 
 seed_values = st.one_of(

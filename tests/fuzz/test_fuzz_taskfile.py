@@ -142,35 +142,37 @@ def task_texts(draw: st.DrawFn) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# bugs found (each pinned by a strict xfail below, so that fixing it turns the test red)
+# bugs found and fixed: their minimal inputs, each now refused with one line
 
 NEWLINE_KEYS = {
     "unknown [corpus] key (taskfile._TaskReader.keys)":
-        'name = "small"\n[corpus]\n"\\u000a" = false\n',
+        ('name = "small"\n[corpus]\n"\\u000a" = false\n', "\n"),
     "[recipe] value of the wrong type (references.check_scalars)":
-        'name = "small"\n[corpus]\npath = "small.txt"\n[recipe]\n"\\u000d" = []\n',
+        ('name = "small"\n[corpus]\npath = "small.txt"\n[recipe]\n"\\u000d" = []\n', "\r"),
     "unknown [[reference]] key (references.parse_reference)":
-        'name = "small"\n[corpus]\npath = "small.txt"\nsha1 = "' + SMALL_SHA1
-        + '"\n[[reference]]\n"a\\nb" = 1\n',
+        ('name = "small"\n[corpus]\npath = "small.txt"\nsha1 = "' + SMALL_SHA1
+         + '"\n[[reference]]\n"a\\nb" = 1\n', "a\nb"),
 }
 
 
-@pytest.mark.xfail(reason="BUG raw-key-newline: errors name task-file keys raw, so a key "
-                   "holding a newline or CR gives a multi-line error",
-                   raises=fuzzkit.KnownBugHit, strict=True)
-@pytest.mark.parametrize("minimal", NEWLINE_KEYS.values(), ids=list(NEWLINE_KEYS))
-def test_a_key_holding_a_newline_is_named_on_one_line(minimal: str, task_dir: Path) -> None:
-    fuzzkit.still_broken(fuzzkit.RAW_KEY_NEWLINE,
-                         lambda: parse_task(minimal, base=task_dir, origin="fuzz.toml"))
+@pytest.mark.parametrize(("minimal", "key"), NEWLINE_KEYS.values(), ids=list(NEWLINE_KEYS))
+def test_a_key_holding_a_newline_is_named_on_one_line(minimal: str, key: str,
+                                                      task_dir: Path) -> None:
+    """raw-key-newline: a key holding CR or LF is named by its repr, on one line."""
+    with pytest.raises(ConfigError) as refused:
+        parse_task(minimal, base=task_dir, origin="fuzz.toml")
+    fuzzkit.check_one_line(str(refused.value), "raw-key-newline")
+    assert repr(key) in str(refused.value)
 
 
-@pytest.mark.xfail(reason="BUG corpus-path-newline: 'corpus file not found' names the path raw, "
-                   "so a path holding a newline gives a multi-line error",
-                   raises=fuzzkit.KnownBugHit, strict=True)
 def test_a_corpus_path_holding_a_newline_is_named_on_one_line(task_dir: Path) -> None:
+    """corpus-path-newline: 'corpus file not found' names the path by its repr."""
     path = task_dir / "newline-path.toml"
     path.write_text('name = "small"\n[corpus]\npath = "a\\nb.txt"\n', encoding="utf-8")
-    fuzzkit.still_broken(fuzzkit.CORPUS_PATH_NEWLINE, lambda: plan_task(path, task_dir / "out"))
+    with pytest.raises(HarnessError, match="corpus file not found") as refused:
+        plan_task(path, task_dir / "out")
+    fuzzkit.check_one_line(str(refused.value), "corpus-path-newline")
+    assert repr(str(task_dir / "a\nb.txt")) in str(refused.value)
 
 
 REFERENCE_TASK = ('name = "x"\n[corpus]\npath = "small.txt"\nsha1 = "{sha1}"\n[[reference]]\n'
@@ -178,25 +180,22 @@ REFERENCE_TASK = ('name = "x"\n[corpus]\npath = "small.txt"\nsha1 = "{sha1}"\n[[
                   'source = "s"\nlow = 0\nhigh = {high}\n')
 
 
-@pytest.mark.xfail(reason="BUG reference-huge-int: references._number calls math.isfinite on "
-                   "an int too large for a float (OverflowError, a traceback)",
-                   raises=fuzzkit.KnownBugHit, strict=True)
 def test_reference_bound_beyond_float_range_is_one_config_error(task_dir: Path) -> None:
+    """reference-huge-int: a bound too large for a float is refused, not an OverflowError."""
     minimal = REFERENCE_TASK.format(sha1=SMALL_SHA1, high=10**309)
-    fuzzkit.still_broken(fuzzkit.REFERENCE_HUGE_INT,
-                         lambda: parse_task(minimal, base=task_dir, origin="fuzz.toml"))
+    with pytest.raises(ConfigError, match=r"#1 high must be a finite number, got 1000"):
+        parse_task(minimal, base=task_dir, origin="fuzz.toml")
 
 
-@pytest.mark.xfail(reason="BUG recipe-huge-int: numbers.check_number calls math.isfinite on an "
-                   "int too large for a float (OverflowError, a traceback)",
-                   raises=fuzzkit.KnownBugHit, strict=True)
 @pytest.mark.parametrize("setting", ["lr", "clip", "dropout"])
 def test_a_float_setting_beyond_float_range_is_one_config_error(setting: str,
                                                                 task_dir: Path) -> None:
+    """recipe-huge-int: lr, clip or dropout of 10**309 is refused, not an OverflowError."""
     path = task_dir / f"huge-{setting}.toml"
     path.write_text(SMALL_TASK.replace("[recipe]\n", f"[recipe]\n{setting} = {10**309}\n"),
                     encoding="utf-8")
-    fuzzkit.still_broken(fuzzkit.RECIPE_HUGE_INT, lambda: plan_task(path, task_dir / "out"))
+    with pytest.raises(ConfigError, match=f"{setting} must be a finite number"):
+        plan_task(path, task_dir / "out")
 
 
 def plan_task(path: Path, output: Path) -> Any:

@@ -15,7 +15,7 @@ from harness.machine.determinism import VARIABLE, reproducible_mode, thread_depe
 from harness.results.frames import load_run
 from harness.results.store import RunStore
 
-from fake_plugins import make_distribution
+from fake_plugins import IN_TURN, make_distribution
 
 PROBE = ("import torch; torch.set_num_threads(2); "
          "from harness.machine.determinism import thread_count_changes_results as changes, "
@@ -134,6 +134,8 @@ generator = torch.Generator().manual_seed(0)
 X, Y = (torch.randint(0, 28, (32, 35), generator=generator) for _ in range(2))
 found = {}
 for name in registry.models.names():
+    if registry.model(name).trained_by != "gradient":  # a count model has no gradients
+        continue
     for layers, dropout in ((1, 0.0), (2, 0.2)):
         torch.manual_seed(0)
         try:
@@ -212,93 +214,6 @@ def test_reproducible_mode_reads_the_environment(monkeypatch) -> None:
     assert not reproducible_mode()
 
 
-IN_TURN = """
-    import multiprocessing
-    import sys
-    import time
-    from pathlib import Path
-
-    from harness import hookimpl
-    from harness.plugin.contracts import ModelSpec
-    from harness_builtins.rnn import build_nnrnn, build_scratch
-
-    RUNS = Path(@RUNS@)  # the --jobs run's output folder
-    STARTED = Path(@STARTED@)
-    PATIENCE = 120.0  # seconds: a wait that runs out fails the test instead of hanging it
-
-
-    def wait_for(condition):
-        deadline = time.monotonic() + PATIENCE
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-
-    def in_a_worker(device):
-        \"\"\"Only a --jobs worker waits: not the serial run, not the dry run on meta.\"\"\"
-        return (device.type != "meta"
-                and multiprocessing.current_process().name == "harness-worker")
-
-
-    def training_frame():
-        \"\"\"The frame of harness.train.trainer.train the caller runs in, if any: a training
-        step's, not the thread check's.\"\"\"
-        frame = sys._getframe(2)
-        while frame is not None and not (frame.f_code.co_name == "train" and
-                                         frame.f_globals["__name__"] == "harness.train.trainer"):
-            frame = frame.f_back
-        return frame
-
-
-    def one_recorded():
-        return any(path.read_text().endswith("\\n") for path in RUNS.glob("*/records.jsonl"))
-
-
-    def stays(vocab_size, settings, device):
-        \"\"\"The scratch RNN; in a worker, its first training step says so (``STARTED``) and
-        waits until the other combination is recorded and its core lent to this one.\"\"\"
-        model = build_scratch(vocab_size, settings, device)
-        forward, first = model.forward, [in_a_worker(device)]
-
-        def in_turn(X, state):
-            frame = training_frame() if first[0] and model.training else None
-            if frame is not None:
-                first[0] = False
-                STARTED.touch()
-                wait_for(one_recorded)
-                lent = frame.f_locals["between_epochs"]  # follow_share, bound to the share
-                if lent is not None:                     # of cores the driver sets
-                    wait_for(lambda: lent.args[0].value == 2)
-            return forward(X, state)
-
-        model.forward = in_turn
-        return model
-
-
-    def leaves(vocab_size, settings, device):
-        \"\"\"nnrnn; in a worker, it runs only once ``stays`` has begun training.\"\"\"
-        model = build_nnrnn(vocab_size, settings, device)
-        forward, wait = model.forward, in_a_worker(device)
-
-        def in_turn(X, state):
-            if wait:
-                wait_for(STARTED.exists)
-            return forward(X, state)
-
-        model.forward = in_turn
-        return model
-
-
-    @hookimpl
-    def register_models(register):
-        register(ModelSpec("stays", stays))
-        register(ModelSpec("leaves", leaves))
-"""
-"""The scratch RNN (``stays``) and nnrnn (``leaves``), which in --jobs workers take turns by
-events, not by time: ``leaves`` trains once ``stays`` has begun its first epoch, which ends
-only after ``leaves`` is recorded and its core lent to ``stays``. Replace ``@RUNS@`` and
-``@STARTED@`` by the ``repr`` of the --jobs run's output folder and of a marker file."""
-
-
 @pytest.mark.skipif(not torch.backends.mkl.is_available() or (os.cpu_count() or 1) < 2,
                     reason="needs oneMKL and 2 cores")
 def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path, site: Path,
@@ -306,12 +221,11 @@ def test_jobs_give_the_serial_runs_numbers_bit_for_bit(timemachine: Path, site: 
     """The seed's recipe (512 hidden, 32 x 35 batches: the shapes where oneMKL splits the
     output layer's gradient between threads), 5 epochs, serially and in 2 workers. In the
     workers nnrnn trains during the scratch RNN's first epoch, and lends it its core when
-    done (:data:`IN_TURN`, whatever the speed or load of the machine): the scratch RNN
-    starts on 1 thread and ends on 2, with the serial run's bits."""
+    done (:data:`fake_plugins.IN_TURN`, whatever the speed or load of the machine): the
+    scratch RNN starts on 1 thread and ends on 2, with the serial run's bits."""
     jobs_out, started = tmp_path / "jobs", tmp_path / "started"
     make_distribution(site, "fake-in-turn", "0.1", "fake_in_turn",
-                      IN_TURN.replace("@RUNS@", repr(str(jobs_out)))
-                      .replace("@STARTED@", repr(str(started))))
+                      IN_TURN.format(runs=str(jobs_out), started=str(started), leaves="nnrnn"))
     env = {k: v for k, v in os.environ.items()
            if k not in (VARIABLE, "HARNESS_DISABLE_PLUGIN_AUTOLOAD")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])

@@ -26,7 +26,7 @@ def check_number(value: object, *, name: str, integer: bool = False,
         except TypeError:
             ok = False
     else:
-        ok = ok and isinstance(value, numbers.Real) and math.isfinite(value)
+        ok = ok and isinstance(value, numbers.Real) and is_finite(value)
     ok = ok and (minimum is None or value >= minimum) and (above is None or value > above) \
         and (maximum is None or value <= maximum) and (below is None or value < below)
     if not ok:
@@ -34,6 +34,15 @@ def check_number(value: object, *, name: str, integer: bool = False,
         raise ConfigError(f"{name} must be {_describe(kind, minimum, above, maximum, below)}"
                           f", got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def is_finite(value: float) -> bool:
+    """``math.isfinite(value)``, but False for an integer too large for a float (TOML and
+    JSON integers are unbounded), where ``math.isfinite`` raises OverflowError."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _describe(kind: str, minimum: float | None, above: float | None,

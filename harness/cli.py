@@ -10,6 +10,7 @@ import copy
 import shlex
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,14 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="harness")
 def main() -> None:
     """Benchmark sequence models on a text corpus: every model with every sampler."""
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """A warning as one line on stderr (Python's default adds the source file and line)."""
+    text = str(message).replace("\n", "\\n")
+    return f"harness: warning: {text}\n"
 
 
 @main.command()

@@ -316,8 +316,10 @@ class RunStore:
 def _check_curve(rows: list[dict[str, Any]], *, by_tokens: bool) -> None:
     """ValueError unless the rows' epochs are whole numbers that increase (``by_tokens``:
     never decrease, and the whole token counts increase instead)."""
+    if not rows:  # the store writes a curve file only for a curve with rows
+        raise ValueError("it has no rows")
     epochs = [row.get("epoch") for row in rows]
-    if rows and not all(isinstance(e, int) for e in epochs):
+    if not all(isinstance(e, int) for e in epochs):
         raise ValueError("its epoch column is missing or not whole numbers")
     if not by_tokens:
         if any(a >= b for a, b in zip(epochs, epochs[1:])):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import http.server
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +43,25 @@ def blank_manifest(**changes: Any) -> Manifest:
 
     manifest = Manifest(run_id="", status="complete", settings=RunSettings.from_json({}))
     return manifest.with_changes(**changes)
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """A loopback HTTP server over ``folder`` while the block runs, as its base URL (pooch
+    reads http, not file:// URLs)."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -83,7 +83,7 @@ def run_combination(plan: Plan, combo: Combination, *, registry: Registry, quiet
         model = build_model(plan, combo, registry)
         if plan.dataset.bounds is not None:
             return _held_out(plan, combo, record=record, model=model, sampler=sampler,
-                             registry=registry, rng=rng, started=started,
+                             registry=registry, rng=rng, started=started, quiet=quiet,
                              settings=asdict(settings), save_checkpoint=save_checkpoint)
         optimizer = build_optimizer(model, spec=registry.optimizer(recipe.optimizer),
                                     lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -126,7 +126,7 @@ def _schedule(registry: Registry, recipe: Recipe, optimizer: torch.optim.Optimiz
 
 def _held_out(plan: Plan, combo: Combination, *, record: Record, model: torch.nn.Module,
               sampler: SamplerSpec, registry: Registry, rng: Any, started: float,
-              settings: dict[str, Any], save_checkpoint: bool) -> Outcome:
+              settings: dict[str, Any], save_checkpoint: bool, quiet: bool) -> Outcome:
     """Train and score ``combo`` on a task with fixed splits (:mod:`harness.train.heldout`)."""
     recipe = plan.recipe_for(combo)
     spec = registry.model(combo.model)
@@ -135,7 +135,7 @@ def _held_out(plan: Plan, combo: Combination, *, record: Record, model: torch.nn
         optimizer=registry.optimizer(recipe.optimizer),
         schedule=registry.schedule(recipe.schedule), device=plan.device, rng=rng,
         counts=spec.trained_by == "counts", prefixes=plan.task.prefixes,
-        num_preds=plan.task.num_preds)
+        num_preds=plan.task.num_preds, label=combo.label, quiet=quiet)
     record = record.with_changes(
         status=result.status, metrics=result.metrics, error=result.error,
         wall_seconds=time.perf_counter() - started, train_seconds=result.train_seconds,

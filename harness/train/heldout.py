@@ -11,16 +11,18 @@ model (:class:`harness.plugin.contracts.CountModel`) is fitted once instead of t
 
 from __future__ import annotations
 
-import copy
 import math
 import random
+import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from harness.data.dataset import Dataset
 from harness.machine.device import synchronize
@@ -49,15 +51,23 @@ class HeldOutResult:
     error: str | None = None
 
 
+WARMUP = 256
+"""Tokens read (not scored) before each row of a scored split, so that no token is scored
+without context: a fresh state at each of 32 row starts would charge every model for 32
+cold starts, the recurrent ones most."""
+
+
 @torch.no_grad()
-def score(model: nn.Module, tokens: list[int], *, batch_size: int, num_steps: int,
-          device: torch.device) -> Tensor:
+def score(model: nn.Module, tokens: Sequence[int], *, batch_size: int, num_steps: int,
+          device: torch.device, context: Sequence[int] = (), warmup: int = WARMUP) -> Tensor:
     """The per-token negative log-likelihood (nats) of ``tokens`` under ``model``, in
     stream order, as a 1-D float tensor on the CPU.
 
     The stream is cut into ``batch_size`` contiguous rows, scored ``num_steps`` at a time
-    with the state carried along each row (the last window may be shorter), so every
-    token but the first of each row and the at most ``batch_size - 1`` left over is scored.
+    with the state carried along each row (the last window may be shorter); all tokens
+    but the first and the at most ``batch_size - 1`` left over are scored. Each row's
+    state first reads the ``warmup`` tokens before the row (for the first row, the end of
+    ``context``: the text before the split), as far as ``context`` reaches.
     """
     was_training = model.training
     model.eval()
@@ -66,7 +76,12 @@ def score(model: nn.Module, tokens: list[int], *, batch_size: int, num_steps: in
     data = torch.tensor(tokens[: rows * length + 1])
     X = data[:-1].reshape(rows, length)
     Y = data[1:].reshape(rows, length)
-    state, parts = None, []
+    before = list(context[len(context) - min(warmup, len(context)):])
+    state = _warm_up(model, torch.tensor(before + list(tokens[: rows * length]),
+                                         dtype=torch.long),
+                     rows=rows, length=length, offset=len(before), num_steps=num_steps,
+                     device=device)
+    parts = []
     for start in range(0, length, num_steps):
         x, y = X[:, start: start + num_steps], Y[:, start: start + num_steps]
         state = next_state(model, state, carries=True, batch_size=rows, device=device)
@@ -75,6 +90,20 @@ def score(model: nn.Module, tokens: list[int], *, batch_size: int, num_steps: in
         parts.append(nll.reshape(y.shape[1], rows).T.cpu())  # (rows, steps)
     model.train(was_training)
     return torch.cat(parts, dim=1).reshape(-1)
+
+
+def _warm_up(model: nn.Module, stream: Tensor, *, rows: int, length: int, offset: int,
+             num_steps: int, device: torch.device) -> Any:
+    """The state after reading, for each row ``r``, the ``offset`` tokens of ``stream``
+    before its start ``offset + r * length`` (None when ``offset`` is 0)."""
+    if offset == 0:
+        return None
+    before = torch.stack([stream[r * length: r * length + offset] for r in range(rows)])
+    state = None
+    for start in range(0, offset, num_steps):
+        state = next_state(model, state, carries=True, batch_size=rows, device=device)
+        _, state = model(before[:, start: start + num_steps].to(device), state)
+    return state
 
 
 def bits(nll: Tensor | float) -> float:
@@ -124,24 +153,30 @@ def train_heldout(
     model: nn.Module, sampler: SamplerSpec, *, data: Dataset, recipe: Recipe,
     optimizer: OptimizerSpec, schedule: ScheduleSpec, device: torch.device,
     rng: random.Random, counts: bool = False, prefixes: tuple[str, ...] = (),
-    num_preds: int = 50,
+    num_preds: int = 50, label: str = "", quiet: bool = True,
 ) -> HeldOutResult:
     """Train ``model`` on ``data.train`` to the recipe's budget and score it (see the
-    module's docstring); ``counts``: the model is a count model, fitted, not trained."""
+    module's docstring); ``counts``: the model is a count model, fitted, not trained.
+    Unless ``quiet``, a progress bar on stderr counts training tokens (toward the token
+    budget, when there is one), labelled ``label``."""
     num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if counts:
         run = _fit_counts(model, data=data, recipe=recipe, device=device)
     else:
         run = _Run(model, sampler, data=data, recipe=recipe, device=device, rng=rng,
                    optimizer=optimizer, schedule=schedule)
-        run.train()
+        with tqdm(total=recipe.budget_tokens or None, desc=label, unit="tok", unit_scale=True,
+                  file=sys.stderr, leave=False, disable=True if quiet else None,
+                  dynamic_ncols=True) as bar:
+            run.train(progress=bar.update)
     if run.error is not None:
         return HeldOutResult("diverged", {}, run.train_seconds, num_params, run.curve,
                              error=run.error)
     if run.best is not None:
         model.load_state_dict(run.best)
     test_nll = score(model, data.test, batch_size=recipe.batch_size,
-                     num_steps=recipe.num_steps, device=device) if data.test else None
+                     num_steps=recipe.num_steps, device=device,
+                     context=data.valid) if data.test else None
     metrics = {
         "train_bpc": run.train_bpc,
         "train_ppl": perplexity(run.train_bpc / BITS) if run.train_bpc is not None else None,
@@ -191,7 +226,8 @@ class _Run:
                     or (r.budget_steps and self.steps >= r.budget_steps)
                     or (r.budget_seconds and self.train_seconds >= r.budget_seconds))
 
-    def train(self) -> None:
+    def train(self, progress: Callable[[int], object] = lambda tokens: None) -> None:
+        """Train to the first budget reached; ``progress(tokens)`` after every step."""
         model, recipe, device = self.model, self.recipe, self.device
         params = [p for p in model.parameters() if p.requires_grad]
         autocast = torch.autocast(device.type, dtype=torch.bfloat16,
@@ -226,6 +262,7 @@ class _Run:
                 self.tokens += y.numel()
                 self._loss_sum += value * y.numel()
                 self._loss_count += y.numel()
+                progress(y.numel())
                 now = time.perf_counter()
                 self.train_seconds += now - tick
                 tick = now
@@ -247,7 +284,8 @@ class _Run:
         """Score the whole validation split; keep the state if it is the best so far."""
         started = time.perf_counter()
         nll = score(self.model, self.data.valid, batch_size=self.recipe.batch_size,
-                    num_steps=self.recipe.num_steps, device=self.device)
+                    num_steps=self.recipe.num_steps, device=self.device,
+                    context=self.data.train)
         valid_bpc = bits(nll)
         self.train_bpc = self._loss_sum / self._loss_count * BITS if self._loss_count else None
         self._loss_sum, self._loss_count = 0.0, 0

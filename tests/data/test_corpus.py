@@ -1,8 +1,6 @@
 import hashlib
-import http.server
 import logging
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 
 from harness.data.corpus import CACHE_ENV, CORPUS_ENV, CorpusSource, cache_path, locate, sha1_of
 from harness.errors import ConfigError, CorpusError
+from helpers import serve
 
 TEXT = b"the time machine\n" * 50
 SHA1 = hashlib.sha1(TEXT).hexdigest()
@@ -25,19 +24,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     (root / "corpus.txt").write_bytes(TEXT)
     (root / "other" / "corpus.txt").write_bytes(OTHER)
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):  # keep test output clean
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(root) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,7 @@ by sha256 or, with no hash published, by size; and the shipped tasks that use th
 download here is a small stand-in made in tmp_path: nothing leaves the machine."""
 
 import hashlib
-import http.server
 import importlib.util
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from harness.data.corpus import (CACHE_ENV, CORPUS_ENV, CorpusSource, cache_path
 from harness.data.dataset import load_dataset
 from harness.data.taskfile import load_task
 from harness.errors import ConfigError, CorpusError
+from helpers import serve
 
 MEMBER = b" anarchism originated as a term of abuse" * 40
 MEMBER_SHA1 = hashlib.sha1(MEMBER).hexdigest()
@@ -51,19 +50,8 @@ def served(tmp_path: Path) -> Path:
 def server(served: Path) -> Iterator[str]:
     """A loopback HTTP server over :func:`served` (pooch reads http, not file:// URLs)."""
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def log_message(self, *args):  # keep test output clean
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(served) as url:
+        yield url
 
 
 def one_line(error: pytest.ExceptionInfo[BaseException]) -> str:

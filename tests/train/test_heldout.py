@@ -75,6 +75,25 @@ def test_score_carries_the_state_along_each_row(data: Dataset) -> None:
     assert torch.allclose(windows, whole, atol=1e-5)
 
 
+def test_each_row_reads_the_text_before_it_first(data: Dataset) -> None:
+    torch.manual_seed(0)
+    model = build_lstm(len(data.vocab), ModelSettings(16), CPU)
+    tokens, context = data.valid, data.train
+    warm = score(model, tokens, batch_size=2, num_steps=5, device=CPU, context=context,
+                 warmup=12)
+    length = (len(tokens) - 1) // 2
+    stream = list(context) + list(tokens)
+    for row in range(2):  # row r scored after reading the 12 tokens before it, in one go
+        start = len(context) + row * length
+        alone = score(model, stream[start - 12: start + length + 1], batch_size=1,
+                      num_steps=10**6, device=CPU)
+        assert torch.allclose(warm.reshape(2, length)[row], alone[12:], atol=1e-5)
+    cold = score(model, tokens, batch_size=2, num_steps=5, device=CPU)
+    assert not torch.allclose(warm, cold)  # the warm-up is not a no-op
+    assert torch.allclose(warm.reshape(2, length)[:, 40:], cold.reshape(2, length)[:, 40:],
+                          atol=1e-3)  # an LSTM forgets: far from the start it is the same
+
+
 def _train(data: Dataset, recipe: Recipe = RECIPE, *, optimizer: OptimizerSpec | None = None,
            model: nn.Module | None = None, counts: bool = False, seed: int = 0):
     torch.manual_seed(seed)
@@ -125,9 +144,10 @@ def test_validation_scores_the_whole_split_and_the_best_state_is_the_one_tested(
     curve = [row["valid_bpc"] for row in result.curve]
     assert result.metrics["valid_bpc"] == min(curve) < curve[-1]
     # the model handed back holds the best state, and the test was scored on it
-    rescored = bits(score(model, data.valid, batch_size=4, num_steps=8, device=CPU))
+    rescored = bits(score(model, data.valid, batch_size=4, num_steps=8, device=CPU,
+                          context=data.train))
     assert rescored == pytest.approx(min(curve), abs=1e-9)
-    test = score(model, data.test, batch_size=4, num_steps=8, device=CPU)
+    test = score(model, data.test, batch_size=4, num_steps=8, device=CPU, context=data.valid)
     assert result.metrics["test_bpc"] == pytest.approx(bits(test), abs=1e-9)
     assert torch.equal(result.test_nll, test)
     assert result.metrics["test_ppl"] == pytest.approx(math.exp(float(test.double().mean())))
@@ -151,7 +171,8 @@ def test_a_count_model_is_fitted_once_and_scored_held_out(data: Dataset) -> None
     model = build_ngram(len(data.vocab), ModelSettings(16, options={"order": 3}), CPU)
     model, result = _train(data, model=model, counts=True)
     assert result.status == "ok" and len(result.curve) == 1
-    valid = bits(score(model, data.valid, batch_size=4, num_steps=8, device=CPU))
+    valid = bits(score(model, data.valid, batch_size=4, num_steps=8, device=CPU,
+                       context=data.train))
     assert result.metrics["valid_bpc"] == pytest.approx(valid)
     assert result.metrics["train_bpc"] is None and result.metrics["test_bpc"] < math.log2(28)
 

@@ -297,12 +297,12 @@ def plugins() -> None:
                          line(spec.description)))
     width = max(len(r[1]) for r in rows) if rows else 0
     for kind, name, plugin, dist, description in rows:
-        click.echo(f"{kind:8} {name:{width}}  {description}  [{plugin}; {dist}]")
+        click.echo(f"{kind:9} {name:{width}}  {description}  [{plugin}; {dist}]")
     for catalog in catalogs.values():
         for message in catalog.conflicts.values():
             click.echo(f"conflict: {line(message)}")
     for failure in registry.failures:
-        click.echo(f"failed:  {line(failure.plugin)} "
+        click.echo(f"failed:   {line(failure.plugin)} "
                    f"({line(f'{failure.distribution} {failure.version}')}): "
                    f"{line(failure.error)}")
 

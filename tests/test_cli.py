@@ -464,7 +464,7 @@ def test_plugins_prints_each_entry_on_one_line(runner: CliRunner, site: Path,
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     (forged,) = [line for line in lines if "forged" in line]
-    assert forged.startswith("model    forged")
+    assert forged.startswith("model     forged")
     assert "Looks harmless.\\nfailed:  x (forged 1): it was not me\\x1b[2K" in forged
     (failed,) = [line for line in lines if line.startswith("failed:")]
     assert "fake_broken" in failed and "torch_xla \\x1b[1A\\x1b[2Kall plugins" in failed

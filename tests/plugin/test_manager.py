@@ -222,9 +222,9 @@ def test_plugins_command_lists_optimizers_and_schedules(site: Path) -> None:
     lines = result.output.splitlines()
     (plain,) = [line for line in lines if line.startswith("optimizer plain-sgd ")]
     assert "an installed optimizer  [fake_optim; fake-optim 0.3]" in plain
-    (halving,) = [line for line in lines if line.startswith("schedule halving ")]
+    (halving,) = [line for line in lines if line.startswith("schedule  halving ")]
     assert "halves  [fake_optim; fake-optim 0.3]" in halving
-    (cosine,) = [line for line in lines if line.startswith("schedule cosine ")]
+    (cosine,) = [line for line in lines if line.startswith("schedule  cosine ")]
     assert "[harness_builtins.optim; rnn-harness" in cosine
     assert any(line.startswith("optimizer sgd ") for line in lines)
     (conflict,) = [line for line in lines if line.startswith("conflict:")]

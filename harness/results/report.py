@@ -72,7 +72,7 @@ def build_report(store: RunStore) -> Report:
     if held_out:
         parts += heldout.target_lines(manifest, frame, summary)
         paired = paired_section(records)
-        parts += [paired, ""] if paired else []
+        parts += [paired.rstrip("\n"), ""] if paired else []
         parts += literature_section(manifest, summary)
     parts += _not_ok(records)
     parts += _published(manifest, summary)

@@ -10,6 +10,7 @@ import copy
 import shlex
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -73,21 +74,50 @@ format_option = click.option(
     show_default=True, help="How the table on stdout is written (progress and logs go to stderr).")
 
 
+class _EarlyInterrupt(BaseException):
+    """A Ctrl-C that reached the command line (not a KeyboardInterrupt, so click does not
+    turn it into a blank line, ``Aborted!`` and exit code 1)."""
+
+
 class _Group(click.Group):
     """click's group, but a Ctrl-C anywhere (even while the command is still importing)
-    is one line and exit code 130, not click's blank line, ``Aborted!`` and exit code 1."""
+    is one line and exit code 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _EarlyInterrupt from None
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         if kwargs.get("standalone_mode", True) is False:
             return super().main(*args, **kwargs)
+        interrupted: list[int] = []
+
+        def note(signum: int, frame: Any) -> None:
+            interrupted.append(signum)
+            raise KeyboardInterrupt
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, note) if main_thread else None
         try:
             code = super().main(*args, **{**kwargs, "standalone_mode": False})
-        except click.exceptions.Abort:
+        except (click.exceptions.Abort, _EarlyInterrupt):
             click.echo("interrupted by SIGINT", err=True)
             sys.exit(EXIT_SIGINT)
         except click.ClickException as error:
             error.show()
             sys.exit(error.exit_code)
+        except Exception:
+            # Ctrl-C inside an import can surface as another error (a module left half
+            # imported): when one came, that is what happened
+            if interrupted:
+                click.echo("interrupted by SIGINT", err=True)
+                sys.exit(EXIT_SIGINT)
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -486,3 +486,33 @@ def test_resume_removes_what_a_killed_write_left_in_the_run(runner: CliRunner,
     result = runner.invoke(main, ["run", "--resume", str(path), "-q"])
     assert result.exit_code == 0, result.output
     assert not any(file.exists() for file in left) and kept.exists()
+
+
+@pytest.mark.parametrize("aftermath", ["keyboard-interrupt", "another-error"])
+def test_ctrl_c_before_the_run_is_one_line_and_exit_130(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        aftermath: str) -> None:
+    # Ctrl-C while options are still being read; inside an import it can surface as another
+    # error (a module left half imported), which must read the same
+    import os
+    import signal
+
+    import harness
+    from harness.cli import main
+
+    def interrupted(options):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            if aftermath == "another-error":
+                raise RecursionError("maximum recursion depth exceeded") from None
+            raise
+        raise AssertionError("no SIGINT arrived")
+
+    monkeypatch.setattr(harness, "parse_set_options", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as exited:
+        main.main(["run", "--models", "scratch", "--epochs", "1"], prog_name="harness")
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "interrupted by SIGINT\n"
+    assert signal.getsignal(signal.SIGINT) is before  # the CLI's handler is gone again

@@ -10,7 +10,6 @@ import copy
 import shlex
 import signal
 import sys
-import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import click
 from click.core import ParameterSource
 
 import harness
+from harness.console import EXIT_SIGINT, InterruptibleGroup, one_line_warning
 from harness.errors import HarnessError
 from harness.version import __version__
 
@@ -29,7 +29,6 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 """Some combinations failed, diverged, crashed or timed out; the others' results are in the
 run directory. Interrupted runs exit with 128 + the signal: 130 (Ctrl-C), 143 (SIGTERM)."""
-EXIT_SIGINT = 128 + 2
 
 RESUME_OPTIONS = {"resume", "executor", "address", "cpus_per_task", "jobs", "timeout",
                   "isolate", "quiet", "retry_failed", "fmt"}
@@ -74,65 +73,11 @@ format_option = click.option(
     show_default=True, help="How the table on stdout is written (progress and logs go to stderr).")
 
 
-class _EarlyInterrupt(BaseException):
-    """A Ctrl-C that reached the command line (not a KeyboardInterrupt, so click does not
-    turn it into a blank line, ``Aborted!`` and exit code 1)."""
-
-
-class _Group(click.Group):
-    """click's group, but a Ctrl-C anywhere (even while the command is still importing)
-    is one line and exit code 130."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            raise _EarlyInterrupt from None
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        if kwargs.get("standalone_mode", True) is False:
-            return super().main(*args, **kwargs)
-        interrupted: list[int] = []
-
-        def note(signum: int, frame: Any) -> None:
-            interrupted.append(signum)
-            raise KeyboardInterrupt
-
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, note) if main_thread else None
-        try:
-            code = super().main(*args, **{**kwargs, "standalone_mode": False})
-        except (click.exceptions.Abort, _EarlyInterrupt):
-            click.echo("interrupted by SIGINT", err=True)
-            sys.exit(EXIT_SIGINT)
-        except click.ClickException as error:
-            error.show()
-            sys.exit(error.exit_code)
-        except Exception:
-            # Ctrl-C inside an import can surface as another error (a module left half
-            # imported): when one came, that is what happened
-            if interrupted:
-                click.echo("interrupted by SIGINT", err=True)
-                sys.exit(EXIT_SIGINT)
-            raise
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
-@click.group(cls=_Group)
+@click.group(cls=InterruptibleGroup)
 @click.version_option(__version__, prog_name="harness")
 def main() -> None:
     """Benchmark sequence models on a text corpus: every model with every sampler."""
-    warnings.formatwarning = _one_line_warning
-
-
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
-                      lineno: int, line: str | None = None) -> str:
-    """A warning as one line on stderr (Python's default adds the source file and line)."""
-    text = str(message).replace("\n", "\\n")
-    return f"harness: warning: {text}\n"
+    warnings.formatwarning = one_line_warning
 
 
 @main.command()

@@ -32,7 +32,7 @@ from harness.plugin.contracts import (OptimizerSpec, SamplerSpec, ScheduleSettin
                                       ScheduleSpec, next_state)
 from harness.train.decoding import generate_text
 from harness.train.optimizers import build_optimizer, build_scheduler
-from harness.train.trainer import MAX_LOSS, clip_gradients, perplexity
+from harness.train.trainer import MAX_LOSS, divergence, perplexity, train_step
 
 
 @dataclass
@@ -240,29 +240,18 @@ class _Run:
             tick = time.perf_counter()
             for X, Y in self.sampler.batches(tokens, recipe.batch_size, recipe.num_steps,
                                              self.rng):
-                state = next_state(model, state, carries=self.sampler.carries_state,
-                                   batch_size=X.shape[0], device=device)
-                y = Y.T.reshape(-1).to(device)
-                with autocast:
-                    logits, state = model(X.to(device), state)
-                loss = F.cross_entropy(logits.float(), y)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                clip_gradients(params, recipe.clip)
-                self.optimizer.step()
-                self.scheduler.step()
-                value = loss.item()
+                value, state, n = train_step(
+                    model, (X, Y), state=state, carries=self.sampler.carries_state,
+                    optimizer=self.optimizer, schedule=self.scheduler, params=params,
+                    clip=recipe.clip, autocast=autocast, device=device)
                 if not value <= MAX_LOSS:
-                    self.error = (f"non-finite loss ({value:g}) at step {self.steps + 1}"
-                                  if not math.isfinite(value) else
-                                  f"loss {value:g} at step {self.steps + 1}: perplexity "
-                                  "overflows")
+                    self.error = divergence(value, where=f"step {self.steps + 1}")
                     return
                 self.steps += 1
-                self.tokens += y.numel()
-                self._loss_sum += value * y.numel()
-                self._loss_count += y.numel()
-                progress(y.numel())
+                self.tokens += n
+                self._loss_sum += value * n
+                self._loss_count += n
+                progress(n)
                 now = time.perf_counter()
                 self.train_seconds += now - tick
                 tick = now

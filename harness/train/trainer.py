@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -84,6 +85,37 @@ def clip_gradients(params: Iterable[Tensor], theta: float) -> None:
     # the foreach kernels torch's own clip_grad_norm_ uses, without its per-call bookkeeping
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     torch._foreach_mul_(grads, (theta / norm).clamp_(max=1.0))
+
+
+def train_step(
+    model: nn.Module, batch: tuple[Tensor, Tensor], *, state: Any, carries: bool,
+    optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler | None,
+    params: list[Tensor], clip: float, autocast: Any, device: torch.device,
+) -> tuple[float, Any, int]:
+    """One minibatch, as every training loop takes it: the state by the sampler's rule,
+    mean cross-entropy over time-major targets, fresh gradients clipped to ``clip``, an
+    optimizer step and a schedule step. Returns the loss, the new state and the number of
+    target tokens."""
+    X, Y = batch
+    state = next_state(model, state, carries=carries, batch_size=X.shape[0], device=device)
+    y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits
+    with autocast:
+        logits, state = model(X.to(device), state)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_gradients(params, clip)
+    optimizer.step()
+    if schedule is not None:
+        schedule.step()
+    return loss.item(), state, y.numel()
+
+
+def divergence(value: float, *, where: str) -> str:
+    """Why a loss of ``value`` (NaN, infinite, or above :data:`MAX_LOSS`) stops training."""
+    if not math.isfinite(value):
+        return f"non-finite loss ({value:g}) at {where}"
+    return f"loss {value:g} at {where}: perplexity overflows"
 
 
 def steady_rate(rates: list[float]) -> float:
@@ -164,30 +196,18 @@ def train(
         tick = time.perf_counter()
         batches = sampler.batches(tokens, recipe.batch_size, recipe.num_steps, rng)
         for step, (X, Y) in enumerate(batches, 1):
-            state = next_state(model, state, carries=sampler.carries_state,
-                               batch_size=X.shape[0], device=device)
-            y = Y.T.reshape(-1).to(device)  # time-major targets, as the logits
-            with autocast:
-                logits, state = model(X.to(device), state)
-            loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(params, recipe.clip)
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            value = loss.item()
+            value, state, n = train_step(model, (X, Y), state=state,
+                                         carries=sampler.carries_state, optimizer=optimizer,
+                                         schedule=schedule, params=params, clip=recipe.clip,
+                                         autocast=autocast, device=device)
             if not value <= MAX_LOSS:  # NaN, inf, or an infinite perplexity
                 bar.close()
                 return TrainResult(
                     "diverged", None, None, None, time.perf_counter() - started, num_params,
                     curve=curve,
-                    error=f"non-finite loss ({value:g}) at step {step} of epoch {epoch + 1}"
-                    if not math.isfinite(value) else
-                    f"loss {value:g} at step {step} of epoch {epoch + 1}: perplexity overflows",
-                )
-            loss_sum += value * y.numel()
-            count += y.numel()
+                    error=divergence(value, where=f"step {step} of epoch {epoch + 1}"))
+            loss_sum += value * n
+            count += n
         synchronize(device)
         rates.append(count / (time.perf_counter() - tick))
         point = EpochStats(epoch + 1, perplexity(loss_sum / count), rates[-1],

@@ -242,7 +242,9 @@ def test_report_and_compare_of_a_run_without_records_print_a_header(
     assert report.stdout.splitlines()[0].startswith("| model") and report.stdout.count("\n") == 2
     compared = runner.invoke(main, ["compare", *(str(r.path) for r in runs)])
     assert compared.exit_code == 0, compared.output
-    assert compared.stdout.rstrip().splitlines()[-1].startswith("|--")
+    table, environment = compared.stdout.rstrip().split("\n\n**Environment**: ")
+    assert table.splitlines()[-1].startswith("|--")  # the header, no rows
+    assert environment == "the runs' environments match."
 
 
 def test_huge_learning_rate_diverges_and_is_reported_as_such(runner: CliRunner,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 
 import torch
 
 from harness.errors import ConfigError
+from harness.machine.provenance import cpuinfo
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -44,12 +44,7 @@ def available_cores() -> int:
 
 def cpu_name() -> str:
     """The CPU model as the OS reports it."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:

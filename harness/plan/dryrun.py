@@ -10,6 +10,10 @@ A serial run checks in this process. ``--jobs`` and Ray never run plugin code in
 driver, so for them the check runs in a child process with a time limit
 (:func:`check_models_isolated`); a child that dies or times out has checked nothing.
 Anything else a plugin raises here (no meta kernel, an ``.item()``) is left to the run.
+
+:func:`check_plan` adds the precision probe (:mod:`harness.plan.probe`): one real forward
+and backward per (model, precision) on the run's device; the child process runs it too, so
+plugin code stays out of the driver's process for it as well.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from harness.plugin.contracts import ModelSettings, ModelSpec
 from harness.errors import ConfigError
 from harness.plan.grid import describe_point
 from harness.plan.plan import Plan
+from harness.plan.probe import probe_models
 from harness.plugin.registry import Registry
 
 META = torch.device("meta")
@@ -63,13 +68,21 @@ def check_models(plan: Plan, registry: Registry) -> None:
                                   else str(error)) from None
 
 
+def check_plan(plan: Plan, registry: Registry) -> None:
+    """Every model of ``plan`` checked: :func:`check_models` on the meta device, then
+    :func:`harness.plan.probe.probe_models` for real on the plan's device."""
+    check_models(plan, registry)
+    probe_models(plan, registry)
+
+
 DRY_RUN_SECONDS = 60.0
-"""The longest a child process may take to load the plugins and check the models."""
+"""The longest a child process may take to load the plugins and check the models (the
+meta dry run and the precision probe)."""
 
 
 def check_models_isolated(plan: Plan, loader: Callable[[], Registry], *,
                           seconds: float = DRY_RUN_SECONDS) -> None:
-    """:func:`check_models` in a fresh interpreter that loads the plugins through
+    """:func:`check_plan` in a fresh interpreter that loads the plugins through
     ``loader``; its refusal is raised here, and anything else (a crash, a hang past
     ``seconds``, a plan that cannot be sent) is left to the run. A ``python -c`` child,
     not a multiprocessing one, so the user's ``__main__`` is never run again."""
@@ -99,10 +112,10 @@ import os, pickle, sys
 out = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)  # a plugin's prints go to stderr, as in a worker
 from harness.errors import ConfigError
-from harness.plan.dryrun import check_models
+from harness.plan.dryrun import check_plan
 plan, loader = pickle.loads(sys.stdin.buffer.read())
 try:
-    check_models(plan, loader())
+    check_plan(plan, loader())
 except ConfigError as error:
     out.write(str(error))
     out.close()

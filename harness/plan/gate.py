@@ -4,7 +4,8 @@ Every refusal is a one-line :class:`ConfigError`, raised before a run directory 
 anything trains: the executor choice, seeds, names, the grid, the recipe, the task and its
 corpus, the device, that the data holds a minibatch, that the output directory is
 writable, and that every model accepts its settings (a dry run on the meta device, for
-every executor).
+every executor) and can train in its precision on the device (one real forward and
+backward, :mod:`harness.plan.probe`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from harness.data.taskfile import load_task
 from harness.errors import ConfigError
 from harness.machine.determinism import make_thread_invariant
 from harness.numbers import check_number, check_seed
-from harness.plan.dryrun import DRY_RUN_SECONDS, check_models, check_models_isolated
+from harness.plan.dryrun import DRY_RUN_SECONDS, check_models_isolated, check_plan
 from harness.plan.grid import grid_points, normalize_grid
 from harness.plan.plan import Combination, Plan, build_plan
+from harness.plan.probe import warn_emulated_bf16
 from harness.plan.training import declared_settings
+from harness.plan.track import check_track
 from harness.plan.request import EXECUTORS, ExecutorChoice, RunRequest
 from harness.plugin.registry import Registry
 
@@ -46,6 +49,7 @@ def plan_run(request: RunRequest, registry: Registry, *, isolated: bool | None =
     time a combination may take, which bounds that dry run too (None: the request's).
     """
     check_executor(request.executor)
+    check_track(request.track, registry)
     if request.reproducible:  # before this process makes any matrix product
         make_thread_invariant()
     seeds = request_seeds(request)
@@ -83,14 +87,17 @@ def plan_run(request: RunRequest, registry: Registry, *, isolated: bool | None =
 
 def dry_run(plan: Plan, registry: Registry, *, isolated: bool,
             seconds: float | None = None) -> None:
-    """Every model of ``plan`` built and run once on the meta device: here, or where the
-    run keeps plugin code out of this process (``isolated``) in a child process given
-    at most ``seconds`` (a combination's time limit) and :data:`DRY_RUN_SECONDS`."""
+    """Every model of ``plan`` built and run once on the meta device, then probed once
+    per precision on the plan's device (:func:`harness.plan.dryrun.check_plan`): here, or
+    where the run keeps plugin code out of this process (``isolated``) in a child process
+    given at most ``seconds`` (a combination's time limit) and :data:`DRY_RUN_SECONDS`.
+    Then a warning if bf16 is emulated on this CPU."""
     if isolated and registry.loader is not None:
         limit = min([s for s in (seconds,) if _positive(s)] + [DRY_RUN_SECONDS])
         check_models_isolated(plan, registry.loader, seconds=limit)
     else:
-        check_models(plan, registry)
+        check_plan(plan, registry)
+    warn_emulated_bf16(plan)
 
 
 def _positive(seconds: object) -> bool:

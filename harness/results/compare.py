@@ -9,6 +9,9 @@ for perplexity, a ratio for tokens/sec) and, when both sides have at least
 Runs trained on different corpora or with different recipes do not measure the same
 thing: :func:`compare_runs` refuses them (:class:`IncomparableRuns`, naming every setting
 that differs) unless ``force=True``, and a forced comparison carries the differences.
+Runs made on different machines or code may measure the same thing differently: every
+comparison also sets the runs' environments side by side (:mod:`harness.results.envdiff`)
+and lists each key on which they differ.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.plan.recipe import Recipe
+from harness.results.envdiff import EnvironmentDiff, environment_differences, unrecorded_text
 from harness.results.frames import load_run
 from harness.results.stats import (
     ALPHA,
@@ -41,7 +45,7 @@ from harness.results.stats import (
 from harness.results.schema import Manifest
 from harness.results.store import RunStore, to_json
 from harness.metrics import metric as metric_info
-from harness.results.tables import escape_markdown, mean_std, render
+from harness.results.tables import escape_markdown, markdown_table, mean_std, render
 
 RECIPE_DEFAULTS = Recipe().to_dict()
 
@@ -62,13 +66,15 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The aligned table (one row per group, metric and non-baseline run), the runs, and
-    the settings that differ (non-empty only for a forced comparison)."""
+    """The aligned table (one row per group, metric and non-baseline run), the runs, the
+    settings that differ (non-empty only for a forced comparison), and how the runs'
+    environments differ."""
 
     runs: tuple[RunInfo, ...]
     table: pd.DataFrame
     differences: tuple[str, ...]
     alpha: float
+    environment: EnvironmentDiff | None = None
 
 
 EXECUTION_CHOICES = frozenset({"precision", "eval_every"})
@@ -136,7 +142,10 @@ def compare_runs(paths: Sequence[str | Path], force: bool = False,
                                + "; use --force to compare them anyway")
     frames = [load_run(s.path) for s in stores]
     recipes = [m.settings.recipe for m in manifests]
-    return Comparison(runs, _table(frames, runs, alpha, recipes), tuple(differences), alpha)
+    environment = environment_differences([m.environment for m in manifests],
+                                          [r.label for r in runs])
+    return Comparison(runs, _table(frames, runs, alpha, recipes), tuple(differences), alpha,
+                      environment)
 
 
 @dataclass(frozen=True)
@@ -233,9 +242,12 @@ def _sort_key(key: tuple) -> tuple:
 
 
 def format_comparison(comparison: Comparison, fmt: str = "markdown") -> str:
-    """The comparison as Markdown (a legend, then the table), CSV (the table, with a
-    ``forced_differences`` column when forced) or JSON (runs, test, differences, rows)."""
+    """The comparison as Markdown (a legend, the table, then the environment section),
+    CSV (the table, with a ``forced_differences`` column when forced and an
+    ``environment_differences`` column: ``none`` when the environments match) or JSON
+    (runs, test, differences, environment, rows)."""
     table = comparison.table
+    environment = comparison.environment
     if fmt == "json":
         return to_json({
             "runs": [{"label": r.label, "run_id": r.run_id, "path": str(r.path)}
@@ -243,15 +255,40 @@ def format_comparison(comparison: Comparison, fmt: str = "markdown") -> str:
             "test": TEST_NAME, "alpha": comparison.alpha, "min_seeds": MIN_SEEDS,
             "forced": bool(comparison.differences),
             "differences": list(comparison.differences),
+            **({"environment": environment.to_json()} if environment else {}),
             "rows": table.to_dict(orient="records"),
         }, indent=2)
     if fmt == "csv":
         if comparison.differences:
             table = table.assign(forced_differences="; ".join(comparison.differences))
+        if environment is not None:
+            table = table.assign(environment_differences=environment.summary())
         return render(table, "csv")
     if fmt != "markdown":
         return render(table, fmt)  # raises the unknown-format error
-    return "\n".join([*_legend(comparison), "", render(table, "markdown", _display(comparison))])
+    return "\n".join([*_legend(comparison), "", render(table, "markdown", _display(comparison)),
+                      *_environment_section(environment)])
+
+
+def _environment_section(diff: EnvironmentDiff | None) -> list[str]:
+    """Markdown: a heading, then a key-by-run table of the differences, or one line saying
+    the environments match; and the keys some runs did not record."""
+    if diff is None:
+        return []
+    lines = [""]
+    unrecorded = unrecorded_text(diff)
+    if diff.match:
+        lines.append("**Environment**: the runs' environments match"
+                     + (" in every key they all recorded." if unrecorded else "."))
+    else:
+        lines += ["**Environment**: the runs' environments differ in these keys.", ""]
+        shown = pd.DataFrame([[key, *values] for key, values in diff.differences],
+                             columns=["key", *diff.labels]).astype(object)
+        lines.append(markdown_table(shown))
+    if unrecorded:
+        lines += ["", f"Not recorded (a run made by an older harness): "
+                      f"{escape_markdown(unrecorded)}."]
+    return lines
 
 
 def _legend(comparison: Comparison) -> list[str]:

@@ -222,3 +222,84 @@ def test_a_run_from_before_a_recipe_field_existed_pairs_at_its_default(tmp_path:
     table = compare_runs([old, grid]).table
     (paired,) = rows(table, metric="train_ppl", **{"setting.num_hiddens": 512})
     assert paired["baseline_mean"] == 2.0 and paired["mean"] == 2.5  # 512: the default
+
+
+# ---- the environments side by side (harness.results.envdiff) ----
+
+def with_environment(path: Path, environment: dict) -> Path:
+    store = RunStore.open(path)
+    store.write_manifest(store.manifest().with_changes(environment=environment))
+    return path
+
+
+NEW_A = {"harness": "0.1.0",
+         "harness_source": {"source": "git", "revision": "aaa", "dirty": False},
+         "cpu": "Xeon", "cpu_flags": ["avx2", "avx512_bf16"],
+         "torch_build": {"mkl": "2024.2", "onednn": "3.5.3"}, "torch_threads": 2,
+         "math_env": {}, "gpu": None,
+         "plugins": [{"plugin": "harness_builtins.rnn", "distribution": "rnn-harness",
+                      "version": "0.1.0"}], "plugin_failures": []}
+NEW_B = {**NEW_A, "harness_source": {"source": "git", "revision": "aaa", "dirty": True},
+         "cpu": "EPYC", "cpu_flags": ["avx2"],
+         "torch_build": {"mkl": "2024.2", "onednn": "3.7.1"}, "torch_threads": 1,
+         "math_env": {"OMP_NUM_THREADS": "1"},
+         "plugins": [{"plugin": "harness_builtins.rnn", "distribution": "rnn-harness",
+                      "version": "0.2.0"},
+                     {"plugin": "extra", "distribution": "extra-models", "version": "1.0"}],
+         "plugin_failures": [{"plugin": "x", "distribution": "x", "version": "1",
+                              "error": "boom"}]}
+
+
+def test_runs_made_alike_say_their_environments_match(runs: dict[str, Path]) -> None:
+    comparison = compare_runs([runs["A"], runs["B"]])
+    assert comparison.environment.match and comparison.environment.not_recorded == ()
+    assert "**Environment**: the runs' environments match.\n" in \
+        format_comparison(comparison) + "\n"
+    parsed = list(csv.DictReader(io.StringIO(format_comparison(comparison, "csv"))))
+    assert {r["environment_differences"] for r in parsed} == {"none"}
+    data = json.loads(format_comparison(comparison, "json"))
+    assert data["environment"] == {"match": True, "differences": [], "not_recorded": {}}
+
+
+def test_each_differing_key_is_listed_with_each_runs_value(tmp_path: Path) -> None:
+    a = with_environment(make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}), NEW_A)
+    b = with_environment(make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}), NEW_B)
+    comparison = compare_runs([a, b])
+    assert dict(comparison.environment.differences) == {
+        "harness_source.dirty": ("false", "true"),
+        "cpu": ("Xeon", "EPYC"),
+        "cpu_flags": ("avx2, avx512_bf16", "avx2"),
+        "torch_build.onednn": ("3.5.3", "3.7.1"),
+        "torch_threads": ("2", "1"),
+        "math_env.OMP_NUM_THREADS": ("(not set)", "1"),
+        "plugins.harness_builtins.rnn": ("rnn-harness 0.1.0", "rnn-harness 0.2.0"),
+        "plugins.extra": ("(not loaded)", "extra-models 1.0"),
+    }  # plugin_failures is not compared; equal keys are not listed
+    text = format_comparison(comparison)
+    assert "**Environment**: the runs' environments differ in these keys." in text
+    assert "| cpu " in text and "| EPYC " in text and "| math\\_env.OMP\\_NUM\\_THREADS " in text
+    assert "environments match" not in text
+    parsed = list(csv.DictReader(io.StringIO(format_comparison(comparison, "csv"))))
+    (summary,) = {r["environment_differences"] for r in parsed}
+    assert "cpu (A Xeon, B EPYC)" in summary and "torch_build.onednn (A 3.5.3, B 3.7.1)" in summary
+    data = json.loads(format_comparison(comparison, "json"))["environment"]
+    assert data["match"] is False
+    assert {"key": "math_env.OMP_NUM_THREADS", "values": {"A": "(not set)", "B": "1"}} \
+        in data["differences"]
+
+
+def test_keys_an_older_run_did_not_record_are_listed_apart(tmp_path: Path) -> None:
+    old = with_environment(make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}),
+                           {"harness": "0.1.0", "cpu": "Xeon", "torch_threads": 2})
+    new = with_environment(make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}), NEW_A)
+    other = with_environment(make_store(tmp_path, {("m", "s"): [("ok", 1.0, 1)]}),
+                             {**NEW_A, "math_env": {"OMP_NUM_THREADS": "1"}})
+    comparison = compare_runs([old, new])
+    assert comparison.environment.match
+    assert dict(comparison.environment.not_recorded)["cpu_flags"] == ("A",)
+    text = format_comparison(comparison)
+    assert "the runs' environments match in every key they all recorded." in text
+    assert "A lacks harness\\_source, cpu\\_flags, torch\\_build, math\\_env, gpu, plugins" in text
+    three = compare_runs([old, new, other]).environment
+    assert three.differences == (
+        ("math_env.OMP_NUM_THREADS", ("(not recorded)", "(not set)", "1")),)

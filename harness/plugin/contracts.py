@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
@@ -80,6 +81,27 @@ line before any training."""
 
 
 @dataclass(frozen=True)
+class Workload:
+    """How the harness feeds a model, as its FLOPs per token may depend on it
+    (:attr:`ModelSpec.flops_per_token`)."""
+
+    vocab_size: int
+    settings: ModelSettings
+    num_steps: int
+    """T: tokens per minibatch row, each one a trained (predicted) token."""
+    carries_state: bool
+    """The sampler carries the state from one minibatch to the next: a model whose state
+    is a window of earlier tokens (a Transformer) then reads more tokens than it predicts."""
+
+
+FlopsFn = Callable[[Workload], float]
+"""``flops(workload) -> training FLOPs per trained token``, analytic and PaLM-style:
+matrix products only (2 FLOPs per multiply-accumulate), training = 3 x forward, so 6 FLOPs
+per weight a token's forward pass uses once; biases, activations, norms and row lookups
+are left out. docs/reference/efficiency.md gives each built-in model's formula."""
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A model a plugin provides."""
 
@@ -92,6 +114,10 @@ class ModelSpec:
     """``gradient``: the trainer's optimizer trains it. ``counts``: a count model, which the
     trainer fits once on the training split by calling its ``fit(tokens)`` (a 1-D int64
     tensor) instead of taking gradient steps (:class:`CountModel`)."""
+    flops_per_token: FlopsFn | None = None
+    """Its training FLOPs per trained token (:data:`FlopsFn`), from which the report gives
+    the FLOP/s a run achieved and its share of the machine's peak; None: not declared (a
+    count model, which multiplies no matrices), and those cells stay blank."""
 
 
 @runtime_checkable
@@ -202,3 +228,86 @@ class ScheduleSpec:
     name: str
     factor: ScheduleFn
     description: str = ""
+
+
+# Observers (--track) ---------------------------------------------------------------------
+
+
+@runtime_checkable
+class Observer(Protocol):
+    """What an observer plugin builds for one run: it hears the run's events, in the
+    driver's main process, in this order:
+
+    - ``run_started(run_dir, manifest)`` once: the run directory (a :class:`~pathlib.Path`)
+      and its ``manifest.json`` as a dict (for ``--resume``, the manifest as it resumes);
+    - for each combination, when its record lands in the run directory: its curve replayed,
+      ``epoch(record, point)`` per row of d2l's task (one per epoch: ``epoch``,
+      ``train_ppl``, ``tokens_per_sec``, ``valid_ppl``, ``threads``...) or
+      ``evaluation(record, row)`` per row of a held-out task (one per validation:
+      ``epoch``, ``step``, ``tokens``, ``seconds``, ``lr``, ``train_bpc``, ``valid_bpc``,
+      ``valid_ppl``, ``eval_seconds``...), then ``record(record, curve)``; the rows are
+      those of its curve (``curves/<key>.csv``);
+    - ``run_finished(status)`` once, however the run ends (``complete``, ``partial``,
+      ``interrupted``, ``aborted``).
+
+    Combinations train in other processes (``--jobs``, Ray) that run no observer, so a
+    combination's epoch events are replayed from its curve when its record arrives: all
+    at once, after it finished, and never for a combination that is still training.
+    ``record`` is that finished :class:`harness.results.schema.Record` (``key``,
+    ``label``, ``model``, ``sampler``, ``seed``, ``settings``, ``status``, ``metrics``...),
+    the same in its epoch events. Points and rows are dicts (a value None where it was
+    not measured); every observer gets its own copies.
+
+    Results never depend on an observer: a record is on disk before observers hear of it,
+    and an observer that raises is warned about in one line and hears nothing more of the
+    run. A method an observer lacks is skipped; subclass this protocol to inherit no-op
+    methods and write only the ones needed.
+    """
+
+    def run_started(self, run_dir: Path, manifest: Mapping[str, Any]) -> None:
+        """The run has a directory and its combinations are about to run."""
+
+    def epoch(self, record: Any, point: Mapping[str, Any]) -> None:
+        """One epoch of a combination of d2l's task (a row of its curve)."""
+
+    def evaluation(self, record: Any, row: Mapping[str, Any]) -> None:
+        """One validation of a combination of a held-out task (a row of its curve)."""
+
+    def record(self, record: Any, curve: Sequence[Mapping[str, Any]]) -> None:
+        """A combination finished (any status) and its record is stored."""
+
+    def run_finished(self, status: str) -> None:
+        """The run ended with ``status``: flush and close what the observer opened. Called
+        once the run's status and report are written, with Ctrl-C ignored: keep it short."""
+
+
+ObserverFactory = Callable[[], Observer]
+"""``factory() -> observer``: called once per run that asks for it (``--track NAME``),
+in the driver's process, when the run starts."""
+
+
+@dataclass(frozen=True)
+class ObserverSpec:
+    """An observer a plugin provides, chosen per run with ``--track NAME``."""
+
+    name: str
+    factory: ObserverFactory
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    """Modules the observer imports that may not be installed (its optional extras): with
+    one missing, ``--track NAME`` is refused before the run starts, saying :attr:`install`."""
+    install: str = ""
+    """How to install what :attr:`requires` names, e.g. ``pip install
+    'rnn-harness[tensorboard]'`` (default: ``pip install`` and the module names)."""
+
+    def missing(self) -> tuple[str, ...]:
+        """The modules of :attr:`requires` that are not installed (found, not imported)."""
+        import importlib.util
+
+        def absent(module: str) -> bool:
+            try:
+                return importlib.util.find_spec(module) is None
+            except (ImportError, ValueError):
+                return True
+
+        return tuple(m for m in self.requires if absent(m))

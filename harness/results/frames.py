@@ -8,28 +8,40 @@ from pathlib import Path
 import pandas as pd
 
 from harness.metrics import D2L_NAMES, METRICS, NAMES
-from harness.results.schema import Record
+from harness.results import efficiency
+from harness.results.schema import Manifest, Record
 from harness.results.stats import SETTING_PREFIX, aggregate
 from harness.results.store import RunStore
-from harness.results.tables import markdown_table
+from harness.results.tables import escape_markdown, markdown_table
 
 IDENTITY = ["model", "sampler", "seed", "status"]
 DETAILS = ["wall_seconds", "num_params"]
-COLUMNS = [*IDENTITY, *NAMES, *DETAILS]
-FLOAT_FORMATS = {**{m.name: f".{m.digits}f" for m in METRICS}, "wall_seconds": ".1f"}
+EFFICIENCY = list(efficiency.COLUMNS)
+COLUMNS = [*IDENTITY, *NAMES, *DETAILS, *EFFICIENCY]
+FLOAT_FORMATS = {**{m.name: f".{m.digits}f" for m in METRICS}, "wall_seconds": ".1f",
+                 "percent_of_peak": ".3g"}
+SHOWN_EFFICIENCY = {"flops_per_sec": "FLOP/s", "percent_of_peak": "% of peak"}
+"""The efficiency columns the per-seed Markdown table shows, and their headings (CSV and
+JSON have them all, under their names)."""
 
 
-def results_frame(records: Iterable[Record], extra: Sequence[str] = ()) -> pd.DataFrame:
+def results_frame(records: Iterable[Record], extra: Sequence[str] = (),
+                  manifest: Manifest | None = None) -> pd.DataFrame:
     """One row per record in the columns of :data:`COLUMNS` (missing numbers NaN), with one
     ``setting.<name>`` column per ``--set`` setting after ``sampler`` when any record has
-    them, then the ``extra`` record fields asked for (e.g. ``key``)."""
+    them, then the ``extra`` record fields asked for (e.g. ``key``). The efficiency columns
+    (:mod:`harness.results.efficiency`) need the run's ``manifest`` for the peak and the
+    precision; without it, % of peak is blank."""
     records = list(records)
+    peaks = efficiency.manifest_peaks(manifest)
     rows = [{"model": r.model, "sampler": r.sampler, "seed": r.seed, "status": r.status,
              **{name: r.metric(name) for name in NAMES}, "wall_seconds": r.wall_seconds,
-             "num_params": r.num_params, **{name: getattr(r, name) for name in extra}}
+             "num_params": r.num_params, **efficiency.record_columns(r, manifest, peaks),
+             **{name: getattr(r, name) for name in extra}}
             for r in records]
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra])
-    frame = frame.astype({name: float for name in [*NAMES, "wall_seconds"]})
+    frame = frame.astype({name: float for name in [*NAMES, "wall_seconds", *EFFICIENCY[:-1]]})
+    frame["tokens_per_sec_unreliable"] = frame["tokens_per_sec_unreliable"].astype(object)
     settings = _settings_frame(records)
     for position, column in enumerate(settings.columns, start=COLUMNS.index("sampler") + 1):
         frame.insert(position, column, settings[column])
@@ -45,8 +57,9 @@ def _settings_frame(records: list[Record]) -> pd.DataFrame:
 def load_run(path: str | Path) -> pd.DataFrame:
     """The results of one run directory, one row per combination, with its ``run_id``."""
     store = RunStore.open(Path(path))
-    frame = results_frame(store.records())
-    frame.insert(0, "run_id", store.manifest().run_id)
+    manifest = store.manifest()
+    frame = results_frame(store.records(), manifest=manifest)
+    frame.insert(0, "run_id", manifest.run_id)
     return frame
 
 
@@ -75,7 +88,19 @@ def format_table(frame: pd.DataFrame) -> str:
     shown = frame.drop(columns=[c for c in ("run_id",) if c in frame])
     shown = shown.drop(columns=[name for name in NAMES if name not in D2L_NAMES
                                 and name in shown and shown[name].isna().all()])
-    return markdown_table(shown, floatfmt=[FLOAT_FORMATS.get(column, "g") for column in shown.columns])
+    no_flops = "flops_per_sec" not in shown or shown["flops_per_sec"].isna().all()
+    shown = shown.drop(columns=[c for c in EFFICIENCY if c in shown
+                                and (c not in SHOWN_EFFICIENCY or no_flops)])
+    flags = [efficiency.flagged(v) for v in frame.get("tokens_per_sec_unreliable", ())]
+    if "tokens_per_sec" in shown and any(flags):
+        shown["tokens_per_sec"] = [
+            "" if pd.isna(v) else f"{v:.0f}{' ' + efficiency.MARK if flag else ''}"
+            for v, flag in zip(shown["tokens_per_sec"], flags)]
+    if "flops_per_sec" in shown:
+        shown["flops_per_sec"] = [efficiency.si(v) or None for v in shown["flops_per_sec"]]
+        shown = shown.astype({"flops_per_sec": object})
+    formats = [FLOAT_FORMATS.get(column, "g") for column in shown.columns]
+    return markdown_table(shown.rename(columns=SHOWN_EFFICIENCY), floatfmt=formats)
 
 
 def group_members(frame: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.DataFrame:
@@ -93,3 +118,41 @@ def group_label(row: pd.Series, keys: Sequence[str]) -> str:
     settings = [f"{k[len(SETTING_PREFIX):]}={row[k]}" for k in keys
                 if k.startswith(SETTING_PREFIX) and pd.notna(row[k])]
     return " / ".join([str(row["model"]), str(row["sampler"]), *settings])
+
+
+def efficiency_notes(summary: pd.DataFrame, manifest: Manifest | None) -> list[str]:
+    """The lines under a report's results table: what FLOP/s and % of peak are, the run's
+    peaks, and a footnote for each group whose tokens/sec is marked unreliable."""
+    lines: list[str] = []
+    flops = "flops_per_sec_mean" in summary and summary["flops_per_token"].notna().any()
+    peaks = efficiency.manifest_peaks(manifest)
+    if flops:
+        lines += [
+            "`FLOPs/token`: the model's declared training FLOPs per token (matrix products "
+            "only, 3 x forward); `FLOP/s`: that times tokens/sec, mean over ok seeds; "
+            "`% of peak`: of the matrix-product peak for the group's precision and thread "
+            "count, " + ("below." if peaks else "which this run did not measure (a run "
+                          "directory older than the measurement): blank."), ""]
+    if peaks:
+        rows = pd.DataFrame([{
+            "device": p.get("name") or p.get("device"), "precision": p.get("precision"),
+            "threads": "" if p.get("threads") is None else str(p.get("threads")),
+            "peak FLOP/s": efficiency.si(p.get("flops_per_sec")), "kind": p.get("kind"),
+            "load then": _load(p.get("load")),
+            "how": p.get("source") or p.get("method") or ""} for p in peaks])
+        lines += [markdown_table(rows.astype(object)), ""]
+    keys = [k for k in summary.columns if k in ("model", "sampler")
+            or k.startswith(SETTING_PREFIX)]
+    for _, row in summary.iterrows():
+        if efficiency.flagged(row.get("tokens_per_sec_unreliable")):
+            reasons = efficiency.unreliable_reasons(row.get("throughput_spread"),
+                                                    row.get("max_load"), row.get("cpu_count"))
+            lines.append(f"{efficiency.MARK} {escape_markdown(group_label(row, keys))}: "
+                         f"tokens/sec unreliable: {'; '.join(reasons)}.")
+            lines.append("")
+    return lines
+
+
+def _load(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else ""

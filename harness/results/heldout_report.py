@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness.metrics import metric
 from harness.names import safe_name
-from harness.results.frames import format_table, group_label, group_members
+from harness.results.frames import efficiency_notes, format_table, group_label, group_members
 from harness.results.plots import Band, TokenCurve, bpc_png, overlay_png
 from harness.results.schema import Manifest, Record
 from harness.results.stats import SETTING_PREFIX, group_columns, summarize
@@ -80,18 +80,16 @@ def target_text(recipe: Mapping[str, Any]) -> str:
     return f"{name} ≤ {value:g} ({then})"
 
 
-def results_lines(frame: pd.DataFrame, summary: pd.DataFrame,
-                  records: Sequence[Record]) -> list[str]:
-    """The Results section: per group with parameters (and FLOPs per token when recorded),
-    the count-model baseline, and the per-seed table."""
+def results_lines(frame: pd.DataFrame, summary: pd.DataFrame, *, records: Sequence[Record],
+                  manifest: Manifest | None = None) -> list[str]:
+    """The Results section: per group with parameters (and FLOPs per token, FLOP/s and %
+    of the ``manifest``'s peak when recorded), the count-model baseline, and the per-seed
+    table."""
     keys = group_columns(summary)
     by_key = {r.key: r for r in records}
     members = [[by_key[k] for k in group_members(frame, row, keys)["key"] if k in by_key]
                for _, row in summary.iterrows()]
     details = {"params": [count_text([r.num_params for r in rs]) for rs in members]}
-    if any(r.extra.get("flops_per_token") is not None for r in records):
-        details["FLOPs/token"] = [count_text([r.extra.get("flops_per_token") for r in rs])
-                                  for rs in members]
     return [
         "## Results", "",
         "Mean ± sample standard deviation (n - 1) over the seeds whose status is `ok`; "
@@ -102,6 +100,7 @@ def results_lines(frame: pd.DataFrame, summary: pd.DataFrame,
         "training tokens over the training seconds (validation excluded). `params`: "
         "trainable parameters.", "",
         format_summary(summary, details=details), "",
+        *efficiency_notes(summary, manifest),
         *_baseline(summary, members, [group_label(row, keys) for _, row in summary.iterrows()]),
         "### Per seed", "",
         format_table(frame.drop(columns="key")), ""]

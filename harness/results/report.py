@@ -26,7 +26,9 @@ from harness.data.taskfile import run_references
 from harness.metrics import metric
 from harness.plan.recipe import Recipe
 from harness.results import heldout_report as heldout
-from harness.results.frames import format_table, group_label, group_members, results_frame
+from harness.results.frames import (efficiency_notes, format_table, group_label, group_members,
+                                    results_frame)
+from harness.results.envdiff import flat_environment
 from harness.results.literature import literature_section
 from harness.results.paired import paired_section
 from harness.results.stats import SETTING_PREFIX, aggregate, group_columns
@@ -58,7 +60,7 @@ def build_report(store: RunStore) -> Report:
     file that cannot be read is left out with a warning and a note in the report."""
     manifest = store.manifest()
     records = store.records()
-    frame = results_frame(records, extra=["key"])
+    frame = results_frame(records, extra=["key"], manifest=manifest)
     summary = aggregate(frame) if records else None
     curves, skipped = _read_curves(store, records)
     held_out = heldout.is_heldout(manifest)
@@ -66,9 +68,10 @@ def build_report(store: RunStore) -> Report:
     parts = [f"# Run {escape_markdown(manifest.run_id)}", ""]
     parts += _settings(manifest)
     if held_out and summary is not None:
-        parts += heldout.results_lines(frame, summary, records)
+        parts += heldout.results_lines(frame, summary, records=records,
+                                       manifest=manifest)
     else:
-        parts += _results(frame, summary)
+        parts += _results(frame, summary, manifest)
     if held_out:
         parts += heldout.target_lines(manifest, frame, summary)
         paired = paired_section(records)
@@ -157,13 +160,16 @@ def _settings(manifest: Manifest) -> list[str]:
     plugins = ", ".join(f"{p.get('plugin')} ({p.get('distribution')} {p.get('version')})"
                         if isinstance(p, dict) else str(p)
                         for p in (listed if isinstance(listed, list) else [listed or ""]))
-    environment = {k: v for k, v in env.items() if k not in ("plugins", "plugin_failures")}
+    # nested provenance (harness_source, torch_build, gpu...) as dotted keys, lists joined
+    environment = flat_environment({k: v for k, v in env.items()
+                                    if k not in ("plugins", "plugin_failures")})
     environment["plugins"] = plugins
     return ["## Settings", "", _kv_table(run), "", "## Environment", "",
             _kv_table(environment), ""]
 
 
-def _results(frame: pd.DataFrame, summary: pd.DataFrame | None) -> list[str]:
+def _results(frame: pd.DataFrame, summary: pd.DataFrame | None,
+             manifest: Manifest | None = None) -> list[str]:
     lines = ["## Results", ""]
     if summary is None:
         return lines + ["No combination has finished.", ""]
@@ -175,6 +181,7 @@ def _results(frame: pd.DataFrame, summary: pd.DataFrame | None) -> list[str]:
         "",
         format_summary(summary),
         "",
+        *efficiency_notes(summary, manifest),
         "### Per seed",
         "",
         format_table(frame.drop(columns="key")),

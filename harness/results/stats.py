@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from harness.metrics import NAMES as METRICS
+from harness.results.efficiency import GROUP_COLUMNS as EFFICIENCY, group_efficiency
 from harness.results.options import ALPHA, MIN_SEEDS
 
 
@@ -97,9 +98,12 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
 
     Columns: the group columns, ``n`` (seeds recorded), ``n_ok``, ``<metric>_mean`` and
     ``<metric>_std`` for each of :data:`METRICS` over the ok seeds, and ``not_ok``: the
-    other statuses with their seeds, e.g. ``diverged: 1, 2; failed: 0`` ('' if none).
+    other statuses with their seeds, e.g. ``diverged: 1, 2; failed: 0`` ('' if none). A
+    frame with the efficiency columns (:func:`harness.results.frames.results_frame` gives
+    them) adds the group's (:func:`harness.results.efficiency.group_efficiency`) last.
     """
     keys = group_columns(frame)
+    with_efficiency = "flops_per_sec" in frame
     rows = []
     for row, group in iter_groups(frame, keys):
         ok = group[group["status"] == "ok"]
@@ -108,10 +112,16 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
             summary = summarize(ok[metric].tolist() if metric in ok else [])
             row[f"{metric}_mean"], row[f"{metric}_std"] = summary.mean, summary.std
         row["not_ok"] = not_ok_text(group)
+        if with_efficiency:
+            row.update(group_efficiency(ok))
         rows.append(row)
     columns = [*keys, "n", "n_ok", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
-               "not_ok"]
-    return pd.DataFrame(rows, columns=columns)
+               "not_ok", *(EFFICIENCY if with_efficiency else ())]
+    summary = pd.DataFrame(rows, columns=columns)
+    if with_efficiency:  # True, False, or None where nothing told (not NaN)
+        summary["tokens_per_sec_unreliable"] = summary["tokens_per_sec_unreliable"].astype(
+            object).where(summary["tokens_per_sec_unreliable"].notna(), None)
+    return summary
 
 
 def iter_groups(frame: pd.DataFrame,

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from harness.metrics import D2L_NAMES, METRICS
+from harness.results.efficiency import MARK, flagged, si
 from harness.results.options import FORMATS
 from harness.results.stats import group_columns
 from harness.results.store import to_json
@@ -89,8 +90,33 @@ def summary_display(summary: pd.DataFrame,
             continue  # a metric no group measured (bpc on d2l's task) is not a column
         shown[name] = [mean_std(m, s, metric.digits)
                        for m, s in zip(summary[f"{name}_mean"], summary[f"{name}_std"])]
+        if name == "tokens_per_sec":
+            _efficiency_cells(shown, summary)
     shown["not ok"] = summary["not_ok"]
     return shown.astype(object)
+
+
+def _efficiency_cells(shown: pd.DataFrame, summary: pd.DataFrame) -> None:
+    """The tokens/sec cells marked unreliable (:mod:`harness.results.efficiency`), then
+    FLOPs per token, achieved FLOP/s and % of peak where any group declared FLOPs."""
+    if "tokens_per_sec_unreliable" in summary:
+        shown["tokens_per_sec"] = [f"{cell} {MARK}" if cell and flagged(flag) else cell
+                                   for cell, flag in zip(shown["tokens_per_sec"],
+                                                         summary["tokens_per_sec_unreliable"])]
+    if "flops_per_token" not in summary or summary["flops_per_token"].isna().all():
+        return
+    shown["FLOPs/token"] = [count_text([v]) for v in summary["flops_per_token"]]
+    shown["FLOP/s"] = [si(v) for v in summary["flops_per_sec_mean"]]
+    shown["% of peak"] = [_significant(m, s) for m, s in zip(summary["percent_of_peak_mean"],
+                                                             summary["percent_of_peak_std"])]
+
+
+def _significant(mean: float, std: float) -> str:
+    """``12.3 ± 0.41``, to 3 and 2 significant digits (a small model's share of a peak
+    may be 0.008 %); only the mean when the spread is undefined; '' when both are."""
+    if mean is None or math.isnan(mean):
+        return ""
+    return f"{mean:.3g}" + ("" if std is None or math.isnan(std) else f" ± {std:.2g}")
 
 
 def format_summary(summary: pd.DataFrame, fmt: str = "markdown",

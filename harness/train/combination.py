@@ -8,6 +8,9 @@ record from :func:`lost_outcome` (statuses: :data:`harness.results.schema.STATUS
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 import sys
 import time
 import traceback as tb
@@ -25,7 +28,8 @@ from harness.plugin.registry import Registry
 from harness.machine.determinism import thread_dependent_parameters, warm_up_math
 from harness.results.schema import Record
 from harness.plan.recipe import Recipe
-from harness.plugin.contracts import SamplerSpec
+from harness.plugin.contracts import ModelSpec, SamplerSpec, Workload
+from harness.results.efficiency import interval_rates, throughput_spread
 from harness.train.heldout import schedule_settings, train_heldout
 from harness.results.losses import encode_losses
 from harness.train.optimizers import build_optimizer, build_scheduler
@@ -80,11 +84,14 @@ def run_combination(plan: Plan, combo: Combination, *, registry: Registry, quiet
         warm_up_math(plan.device)
         rng = seed_everything(combo.seed)
         sampler = registry.sampler(combo.sampler)
+        flops = declared_flops(registry.model(combo.model), Workload(
+            len(plan.dataset.vocab), settings, recipe.num_steps, sampler.carries_state))
         model = build_model(plan, combo, registry)
         if plan.dataset.bounds is not None:
             return _held_out(plan, combo, record=record, model=model, sampler=sampler,
                              registry=registry, rng=rng, started=started, quiet=quiet,
-                             settings=asdict(settings), save_checkpoint=save_checkpoint)
+                             settings=asdict(settings), save_checkpoint=save_checkpoint,
+                             flops=flops)
         optimizer = build_optimizer(model, spec=registry.optimizer(recipe.optimizer),
                                     lr=recipe.lr, weight_decay=recipe.weight_decay)
         result = train(
@@ -111,6 +118,9 @@ def run_combination(plan: Plan, combo: Combination, *, registry: Registry, quiet
         generated=result.generated,
         error=result.error,
         finished=_now(),
+        extra={"flops_per_token": flops, **throughput_noise(
+            [p.tokens_per_sec for p in result.curve], [p.threads for p in result.curve],
+            [p.load for p in result.curve])},
     )
     curve = [asdict(point) for point in result.curve]
     return _finish(record, curve, model=model, ok=result.status == "ok",
@@ -126,7 +136,8 @@ def _schedule(registry: Registry, recipe: Recipe, optimizer: torch.optim.Optimiz
 
 def _held_out(plan: Plan, combo: Combination, *, record: Record, model: torch.nn.Module,
               sampler: SamplerSpec, registry: Registry, rng: Any, started: float,
-              settings: dict[str, Any], save_checkpoint: bool, quiet: bool) -> Outcome:
+              settings: dict[str, Any], save_checkpoint: bool, quiet: bool,
+              flops: float | None = None) -> Outcome:
     """Train and score ``combo`` on a task with fixed splits (:mod:`harness.train.heldout`)."""
     recipe = plan.recipe_for(combo)
     spec = registry.model(combo.model)
@@ -142,20 +153,38 @@ def _held_out(plan: Plan, combo: Combination, *, record: Record, model: torch.nn
         num_params=result.num_params, carries_state=sampler.carries_state,
         model_settings=settings, torch_threads=torch.get_num_threads(),
         generated=result.generated, finished=_now(),
-        extra={"trained_by": spec.trained_by,
-               "flops_per_token": 0 if spec.trained_by == "counts" else flops_per_token(model),
+        extra={"trained_by": spec.trained_by, "flops_per_token": flops,
+               **throughput_noise(*interval_rates(result.curve),
+                                  [row.get("load") for row in result.curve]),
                **({"test_nll": encode_losses(result.test_nll)}
                   if result.test_nll is not None else {})})
     return _finish(record, result.curve, model=model, ok=result.status == "ok",
                    save_checkpoint=save_checkpoint)
 
 
-def flops_per_token(model: torch.nn.Module) -> int:
-    """Training FLOPs per token, estimated as 6 x the trainable parameters held in matrices
-    (each weight matrix is used once per token: 2 FLOPs per weight forward, 4 backward).
-    An estimate: it counts a lookup table as a product and leaves out attention's
-    sequence-length term."""
-    return 6 * sum(p.numel() for p in model.parameters() if p.requires_grad and p.dim() >= 2)
+def declared_flops(spec: ModelSpec, work: Workload) -> float | None:
+    """The training FLOPs per token ``spec`` declares for ``work``
+    (:attr:`harness.plugin.contracts.ModelSpec.flops_per_token`), or None where it declares
+    none; ValueError when the declaration gives no finite number >= 0."""
+    if spec.flops_per_token is None:
+        return None
+    value = spec.flops_per_token(work)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"model {spec.name!r} declares {value!r} training FLOPs per token; "
+                         "flops_per_token must give a finite number >= 0")
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def throughput_noise(rates: list[float | None], threads: list[int | None],
+                     loads: list[float | None]) -> dict[str, Any]:
+    """What says whether a combination's tokens/sec can be trusted
+    (:mod:`harness.results.efficiency` decides): the spread of its interval throughputs
+    ``rates`` (per epoch, or between validations) at each thread count, the highest load
+    average sampled while it trained, and the machine's cores (``os.cpu_count()``)."""
+    sampled = [load for load in loads if load is not None]
+    return {"throughput_spread": throughput_spread(rates, threads),
+            "max_load": max(sampled) if sampled else None, "cpu_count": os.cpu_count()}
 
 
 def _finish(record: Record, curve: list[dict[str, Any]], *, model: torch.nn.Module, ok: bool,

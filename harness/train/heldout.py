@@ -5,8 +5,9 @@ seconds, or epochs), with the run's optimizer and learning-rate schedule plugins
 ``eval_tokens`` training tokens the whole validation split is scored without gradients;
 the state with the best validation score is kept, and the test split is scored once, on
 that state, at the end. Scores are bits per token and perplexity. The curve has one row
-per validation, against tokens seen and training seconds (validation excluded). A count
-model (:class:`harness.plugin.contracts.CountModel`) is fitted once instead of trained.
+per validation, against tokens seen and training seconds (validation excluded), with the
+thread count and the machine's load average then. A count model
+(:class:`harness.plugin.contracts.CountModel`) is fitted once instead of trained.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from harness.data.dataset import Dataset
 from harness.machine.device import synchronize
+from harness.machine.load import load_average
 from harness.metrics import BITS
 from harness.plan.recipe import Recipe
 from harness.plugin.contracts import (OptimizerSpec, SamplerSpec, ScheduleSettings,
@@ -294,7 +296,7 @@ class _Run:
             "train_bpc": self.train_bpc, "valid_bpc": valid_bpc,
             "valid_ppl": perplexity(valid_bpc / BITS),
             "eval_seconds": time.perf_counter() - started,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "load": load_average(),
         })
 
 

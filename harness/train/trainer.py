@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from harness.plugin.contracts import LanguageModel, SamplerSpec, next_state
 from harness.machine.device import synchronize
+from harness.machine.load import load_average
 from harness.train.decoding import generate_text
 from harness.plan.recipe import Recipe
 from harness.data.dataset import Dataset
@@ -35,13 +36,15 @@ from harness.data.dataset import Dataset
 class EpochStats:
     """One point of the training curve. ``threads``: torch's intra-op threads during the
     epoch, which its tokens/sec was measured with (a ``--jobs`` worker may be given more
-    as the grid's other workers finish; see :mod:`harness.execute.processes`)."""
+    as the grid's other workers finish; see :mod:`harness.execute.processes`). ``load``:
+    the machine's 1-minute load average at the epoch's end (None where the OS has none)."""
 
     epoch: int
     train_ppl: float
     tokens_per_sec: float
     valid_ppl: float | None = None
     threads: int | None = None
+    load: float | None = None
 
 
 @dataclass
@@ -211,7 +214,7 @@ def train(
         synchronize(device)
         rates.append(count / (time.perf_counter() - tick))
         point = EpochStats(epoch + 1, perplexity(loss_sum / count), rates[-1],
-                           threads=torch.get_num_threads())
+                           threads=torch.get_num_threads(), load=load_average())
         last = epoch + 1 == recipe.epochs
         if data.valid and (last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0)):
             point.valid_ppl = evaluate(model, data.valid, recipe=recipe,

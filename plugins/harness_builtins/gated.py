@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ from torch.nn import functional as F
 from harness import hookimpl
 from harness.plugin.contracts import ModelSettings, ModelSpec
 from harness_builtins.kernels import gru_recurrence, lstm_recurrence, row_lookup
-from harness_builtins.rnn import build_torch_rnn
+from harness_builtins.rnn import build_torch_rnn, recurrent_flops
 
 
 def _normal(*shape: int, device: torch.device) -> nn.Parameter:
@@ -190,11 +191,15 @@ def build_lstm(vocab_size: int, settings: ModelSettings, device: torch.device) -
 
 MODELS = (
     ModelSpec("scratch-gru", build_scratch_gru,
-              "GRU from scratch (d2l 9.1), one-hot input; --layers stacks them (9.3)"),
+              "GRU from scratch (d2l 9.1), one-hot input; --layers stacks them (9.3)",
+              flops_per_token=partial(recurrent_flops, gates=3)),  # update, reset, candidate
     ModelSpec("scratch-lstm", build_scratch_lstm,
-              "LSTM from scratch (d2l 9.2), state (H, C); --layers stacks them (9.3)"),
-    ModelSpec("gru", build_gru, "torch nn.GRU + nn.Linear over one-hot input (d2l 9.1, 9.3)"),
-    ModelSpec("lstm", build_lstm, "torch nn.LSTM + nn.Linear over one-hot input (d2l 9.2, 9.3)"),
+              "LSTM from scratch (d2l 9.2), state (H, C); --layers stacks them (9.3)",
+              flops_per_token=partial(recurrent_flops, gates=4)),  # i, f, o gates, candidate
+    ModelSpec("gru", build_gru, "torch nn.GRU + nn.Linear over one-hot input (d2l 9.1, 9.3)",
+              flops_per_token=partial(recurrent_flops, gates=3)),
+    ModelSpec("lstm", build_lstm, "torch nn.LSTM + nn.Linear over one-hot input (d2l 9.2, 9.3)",
+              flops_per_token=partial(recurrent_flops, gates=4)),
 )
 
 

@@ -7,13 +7,14 @@ token ids ``(B, T)`` and returns time-major logits ``(T * B, V)`` and the new st
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from harness import hookimpl
-from harness.plugin.contracts import ModelSettings, ModelSpec
+from harness.plugin.contracts import ModelSettings, ModelSpec, Workload
 from harness_builtins.kernels import compute_dtype, row_lookup, tanh_recurrence_
 
 
@@ -103,11 +104,34 @@ def build_torch_rnn(layer_cls: type[nn.RNNBase], vocab_size: int, settings: Mode
     return TorchRNN(layer, vocab_size).to(device)
 
 
+def recurrent_flops(work: Workload, *, gates: int) -> int:
+    """The training FLOPs per token (:data:`harness.plugin.contracts.FlopsFn`) of d2l's
+    recurrent models with ``gates`` input and hidden products per layer (1: RNN, 3: GRU,
+    4: LSTM); declared as ``partial(recurrent_flops, gates=...)``.
+
+    Per token and layer, each gate multiplies the layer's input by an ``(I, H)`` matrix and
+    the previous hidden state by an ``(H, H)`` one (``I`` is the vocabulary for the first
+    layer, whose one-hot input d2l defines as a dense product, ``H`` above it); then one
+    ``(H, V)`` output layer: ``6 * (G * (V*H + H*H) + (layers - 1) * G * 2*H*H + H*V)``.
+    A row lookup computing the one-hot product (``scratch``) is counted as the product it
+    stands for, so two implementations of one model have the same FLOPs and their FLOP/s
+    compare the implementations.
+    """
+    V, H, layers = work.vocab_size, work.settings.num_hiddens, work.settings.num_layers
+    first = gates * (V * H + H * H)
+    above = (layers - 1) * gates * (H * H + H * H)
+    return 6 * (first + above + H * V)
+
+
 def build_nnrnn(vocab_size: int, settings: ModelSettings, device: torch.device) -> nn.Module:
     return build_torch_rnn(nn.RNN, vocab_size, settings, device)
 
 
 @hookimpl
 def register_models(register: Callable[[ModelSpec], None]) -> None:
-    register(ModelSpec("scratch", build_scratch, "RNN from scratch (d2l 8.5), tanh, one-hot input"))
-    register(ModelSpec("nnrnn", build_nnrnn, "torch nn.RNN + nn.Linear over one-hot input (d2l 8.6)"))
+    register(ModelSpec("scratch", build_scratch,
+                       "RNN from scratch (d2l 8.5), tanh, one-hot input",
+                       flops_per_token=partial(recurrent_flops, gates=1)))
+    register(ModelSpec("nnrnn", build_nnrnn,
+                       "torch nn.RNN + nn.Linear over one-hot input (d2l 8.6)",
+                       flops_per_token=partial(recurrent_flops, gates=1)))

@@ -17,6 +17,7 @@ from harness.execute.executor import SerialExecutor
 from harness.cli import main
 from harness.errors import ConfigError, CorpusError
 from helpers import make_plan, manifest_for
+from harness.results.efficiency import TIMED
 from harness.results.schema import Manifest
 from harness.train.combination import base_record
 
@@ -141,7 +142,7 @@ def test_resume_of_a_grid_runs_only_its_missing_points(small_task: Path, tmp_pat
     assert len(records) == 4 and records[0] == json.loads(lines[0])
     assert {tuple(r["settings"].values()) for r in records} == {(8, 0.5), (8, 1.0), (16, 0.5),
                                                                 (16, 1.0)}
-    drop = ["tokens_per_sec_mean"]  # the only measured column that depends on timing
+    drop = ["tokens_per_sec_mean", *TIMED]  # the measured columns that depend on timing
     table = [pd.read_csv(io.StringIO(r.stdout)).drop(columns=drop) for r in (full, resumed)]
     assert table[0].equals(table[1])
 

@@ -2,6 +2,7 @@
 The models are the slow fake plugin's: ``slow-scratch`` (clean at the small task's shapes)
 and ``slow-threaded`` (its output weights' gradient scaled by the thread count)."""
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import torch
 from helpers import make_plan
 from harness.plugin.manager import load_registry
 from harness.machine.determinism import VARIABLE
-from harness.train.combination import lost_outcome, run_combination
+from harness.results.efficiency import interval_rates, throughput_spread
+from harness.train.combination import lost_outcome, run_combination, throughput_noise
 from harness.results.store import RunStore
 
 from fake_plugins import SLOW_SCRATCH, make_distribution
@@ -155,3 +157,79 @@ def test_each_seed_trains_from_its_own_seed_so_repeats_are_not_copies(small_task
     assert records[1].metric("train_ppl") == by_hand.train_ppl
     assert records[1].metric("valid_ppl") == by_hand.valid_ppl
     assert records[1].generated == by_hand.generated
+
+
+def heldout_task(small_task: Path) -> Path:
+    """The small task with train/valid/test splits (a held-out task)."""
+    small_task.write_text(small_task.read_text().replace(
+        "[recipe]", "[splits]\ntrain = 0.8\nvalid = 0.1\ntest = 0.1\n[recipe]"))
+    return small_task
+
+
+@pytest.mark.parametrize("heldout", [False, True], ids=["d2l-task", "held-out"])
+@pytest.mark.parametrize("model, sampler", [("scratch", "random"), ("gru", "sequential")])
+def test_a_record_keeps_its_model_s_declared_flops_and_its_throughput_noise(
+        small_task: Path, heldout: bool, model: str, sampler: str) -> None:
+    from harness.plugin.contracts import Workload
+
+    registry = load_registry()
+    task = heldout_task(small_task) if heldout else small_task
+    recipe = {"epochs": 3, **({"eval_tokens": 100} if heldout else {})}
+    plan = make_plan(registry, [model], [sampler], [0], str(task), recipe, device="cpu")
+    combo = plan.combinations[0]
+    outcome = run_combination(plan, combo, registry=registry, quiet=True)
+    record = outcome.record
+    assert record.status == "ok", outcome.traceback
+    settings = plan.recipe_for(combo).model_settings()
+    V, H = len(plan.dataset.vocab), settings.num_hiddens
+    work = Workload(V, settings, plan.recipe_for(combo).num_steps, sampler == "sequential")
+    assert record.extra["flops_per_token"] == registry.model(model).flops_per_token(work)
+    gates = 1 if model == "scratch" else 3
+    assert record.extra["flops_per_token"] == 6 * (gates * (V * H + H * H) + H * V)
+    assert record.extra["cpu_count"] == os.cpu_count()
+    loads = [row["load"] for row in outcome.curve]
+    assert len(loads) >= 3 and record.extra["max_load"] == max(loads)  # Linux keeps one
+    if heldout:
+        rates, threads = interval_rates(outcome.curve)
+    else:
+        rates, threads = [row["tokens_per_sec"] for row in outcome.curve], \
+            [row["threads"] for row in outcome.curve]
+    assert record.extra["throughput_spread"] == throughput_spread(rates, threads)
+    assert record.extra["throughput_spread"] >= 1.0
+
+
+def test_a_count_model_declares_no_flops(small_task: Path) -> None:
+    registry = load_registry()
+    plan = make_plan(registry, ["ngram"], ["sequential"], [0], str(heldout_task(small_task)),
+                     device="cpu")
+    outcome = run_combination(plan, plan.combinations[0], registry=registry, quiet=True)
+    assert outcome.record.status == "ok", outcome.traceback
+    assert outcome.record.extra["flops_per_token"] is None
+    assert outcome.record.extra["throughput_spread"] is None  # one fit: no intervals
+
+
+@pytest.mark.parametrize("declared", [-1.0, float("nan"), "many", True])
+def test_a_declaration_that_is_not_a_number_fails_its_combination(
+        small_task: Path, declared: object) -> None:
+    from harness import hookimpl
+    from harness.plugin.contracts import ModelSpec
+    from harness_builtins.rnn import build_scratch
+
+    class Odd:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec("odd", build_scratch, flops_per_token=lambda work: declared))
+
+    registry = load_registry(autoload=False, extra=[Odd()])
+    plan = make_plan(registry, ["odd"], ["random"], [0], str(small_task), {"epochs": 1},
+                     device="cpu")
+    record = run_combination(plan, plan.combinations[0], registry=registry, quiet=True).record
+    assert record.status == "failed"
+    assert "flops_per_token must give a finite number >= 0" in record.error
+
+
+def test_throughput_noise_is_the_spread_the_highest_load_and_the_cores() -> None:
+    noise = throughput_noise([1.0, 100.0, 200.0], [2, 2, 2], [0.5, None, 3.25, 1.0])
+    assert noise == {"throughput_spread": pytest.approx(190 / 110), "max_load": 3.25,
+                     "cpu_count": os.cpu_count()}
+    assert throughput_noise([], [], [None])["max_load"] is None

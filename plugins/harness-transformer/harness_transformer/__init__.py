@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from harness import hookimpl
 from harness.plugin.contracts import ModelOption, ModelSpec
-from harness_transformer.model import MAX_LEN, CausalTransformer
+from harness_transformer.model import MAX_LEN, CausalTransformer, training_flops
 
 TRANSFORMER = ModelSpec(
     "transformer", CausalTransformer,
@@ -23,6 +23,7 @@ TRANSFORMER = ModelSpec(
         ModelOption("context", int, MAX_LEN, "the most tokens one forward pass attends "
                     "over (position embeddings)"),
     ),
+    flops_per_token=training_flops,
 )
 
 

@@ -26,12 +26,35 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from harness.plugin.contracts import ModelSettings
+from harness.plugin.contracts import ModelSettings, Workload
 
 MAX_LEN = 128
 """Position embeddings, hence the most tokens one forward pass attends over."""
 
 HEAD_DIM = 64
+
+
+def training_flops(work: Workload) -> float:
+    """Training FLOPs per trained token (:data:`harness.plugin.contracts.FlopsFn`): 6 per
+    weight each position's forward pass uses, plus causal attention's products.
+
+    A forward pass runs ``L`` positions through the blocks and predicts the last ``T``
+    (``num_steps``): ``L = T`` from a fresh state, and, once a carried state has filled the
+    window, ``L`` = the ``context`` option (steady state; the first minibatches read fewer).
+    Per block and position: ``qkv`` ``3*C*C``, ``proj`` ``C*C`` and the MLP ``8*C*C``
+    multiply-accumulates; causal attention's ``Q @ K^T`` and ``A @ V`` each take ``C`` per
+    (query, key) pair with key <= query, ``L*(L+1)/2`` pairs. The head is ``C*V`` for each of
+    the ``T`` predicted positions. Embeddings are row lookups: not counted. So::
+
+        6 * (layers * (12*C*C*L + C*L*(L+1)) + C*V*T) / T
+
+    With ``L = T`` the attention term is ``6 * layers * C * (T + 1)``: PaLM's ``12 * layers
+    * C * T`` counts every key for every query, about twice the causal products.
+    """
+    C, layers, T = work.settings.num_hiddens, work.settings.num_layers, work.num_steps
+    L = max(T, work.settings.options.get("context", MAX_LEN)) if work.carries_state else T
+    blocks = layers * (12 * C * C * L + C * L * (L + 1))
+    return 6 * (blocks + C * work.vocab_size * T) / T
 
 
 def num_heads(width: int) -> int:

@@ -31,7 +31,7 @@ EXIT_PARTIAL = 3
 run directory. Interrupted runs exit with 128 + the signal: 130 (Ctrl-C), 143 (SIGTERM)."""
 
 RESUME_OPTIONS = {"resume", "executor", "address", "cpus_per_task", "jobs", "timeout",
-                  "isolate", "quiet", "retry_failed", "fmt"}
+                  "isolate", "quiet", "retry_failed", "fmt", "track"}
 """What ``--resume`` may be combined with: how to run, never what to run."""
 
 EXECUTOR_OPTIONS = ("jobs", "timeout", "isolate", "address", "cpus_per_task")
@@ -148,6 +148,10 @@ def main() -> None:
               "(implies --jobs 1).")
 @click.option("--save-checkpoints", is_flag=True,
               help="Save each combination's trained weights (for 'harness generate').")
+@click.option("--track", metavar="NAMES",
+              help="Export the run to trackers, comma-separated: tensorboard (event files in "
+                   "RUN_DIR/tensorboard), mlflow (MLFLOW_TRACKING_URI, else RUN_DIR/mlruns), "
+                   "or an observer plugin's name (see 'harness plugins').")
 @click.option("--reproducible", is_flag=True,
               help="The same numbers on any number of threads, so --jobs and --executor "
                    "ray match a serial run bit for bit (oneMKL's MKL_CBWR=AUTO,STRICT; "
@@ -162,7 +166,7 @@ def run(*, models: str | None, samplers: str | None, task: str, corpus: Path | N
         seeds: str | None, repeats: int | None, grid: tuple[str, ...], device: str,
         output_dir: Path, quiet: bool, executor: str | None, save_checkpoints: bool,
         reproducible: bool, resume: Path | None, retry_failed: bool, fmt: str,
-        **options: Any) -> None:
+        track: str | None, **options: Any) -> None:
     """Train every chosen model with every chosen sampler and report the results.
 
     Prints the results table (mean ± std over seeds, per model and sampler) on stdout;
@@ -184,7 +188,7 @@ def run(*, models: str | None, samplers: str | None, task: str, corpus: Path | N
             _refuse_with_resume(click.get_current_context())
             result = _interruptible(lambda: harness.resume(
                 resume, executor=executor_choice, quiet=quiet, command=command,
-                retry_failed=retry_failed))
+                retry_failed=retry_failed, track=_names(track)))
         else:
             if retry_failed:
                 raise UsageError("--retry-failed goes with --resume RUN_DIR")
@@ -193,7 +197,8 @@ def run(*, models: str | None, samplers: str | None, task: str, corpus: Path | N
                 repeats=repeats, task=task, corpus=corpus, device=device, recipe=options,
                 grid=harness.parse_set_options(grid), executor=executor_choice,
                 output_dir=output_dir, save_checkpoints=save_checkpoints,
-                reproducible=reproducible, quiet=quiet, command=command)
+                reproducible=reproducible, quiet=quiet, command=command,
+                track=_names(track) or ())
             result = _interruptible(lambda: harness.run(request))
     click.echo(harness.format_summary(harness.summarize_runs(result.table), fmt))
     _summarise(result, quiet)
@@ -209,8 +214,8 @@ def _refuse_with_resume(ctx: click.Context) -> None:
     if given:
         raise UsageError(f"--resume takes what to run from the run's manifest; drop "
                          f"{', '.join(given)} (only --executor, --address, --cpus-per-task, "
-                         "--jobs, --timeout, --isolate, --retry-failed, --quiet and --format "
-                         "go with it)")
+                         "--jobs, --timeout, --isolate, --retry-failed, --track, --quiet and "
+                         "--format go with it)")
 
 
 def _interruptible(start: Callable[[], Any]) -> Any:
@@ -251,8 +256,8 @@ def _summarise(result: Any, quiet: bool) -> None:
 
 @main.command()
 def plugins() -> None:
-    """List models, samplers, optimizers and learning-rate schedules with the plugin and
-    distribution providing each.
+    """List models, samplers, optimizers, learning-rate schedules and observers (--track)
+    with the plugin and distribution providing each.
 
     One line per entry: what a plugin supplies (names, descriptions, error text) is shown
     with line breaks and other control characters escaped (``\\n``), so it cannot print
@@ -263,7 +268,8 @@ def plugins() -> None:
     registry = harness.load_registry()
     rows = []
     catalogs = {"model": registry.models, "sampler": registry.samplers,
-                "optimizer": registry.optimizers, "schedule": registry.schedules}
+                "optimizer": registry.optimizers, "schedule": registry.schedules,
+                "observer": registry.observers}
     for kind, catalog in catalogs.items():
         for name in catalog.names():
             spec, provider = catalog.specs[name], catalog.providers[name]

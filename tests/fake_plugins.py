@@ -6,6 +6,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from harness import hookimpl
+from harness.plugin.contracts import ModelSpec
+
 
 def make_distribution(root: Path, dist: str, version: str, module: str, source: str) -> None:
     """Write an installed-looking distribution: a module plus dist-info with an entry point."""
@@ -149,3 +152,17 @@ model), which in --jobs workers take turns by events, not by time: ``leaves`` tr
 ``stays`` has begun its first epoch, which ends only after ``leaves`` is recorded and,
 where cores are lent, its core lent to ``stays``. ``.format(runs=str(output_dir),
 started=str(marker_file), leaves="scratch" or "nnrnn")`` first."""
+
+
+def broken_model(vocab_size, settings, device):
+    """A model factory that always fails: a combination that must fail without stopping
+    the run."""
+    raise RuntimeError("no such layer")
+
+
+class BrokenModel:
+    """A plugin registering ``broken``, a model whose factory raises (:func:`broken_model`)."""
+
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec("broken", broken_model))

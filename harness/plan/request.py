@@ -41,7 +41,8 @@ class ExecutorChoice:
 
 @dataclass(frozen=True)
 class RunRequest:
-    """A run as asked for: names, seeds, task, recipe overrides, grid, executor, output."""
+    """A run as asked for: names, seeds, task, recipe overrides, grid, executor, output,
+    trackers."""
 
     models: tuple[str, ...] | None = None
     """None: the task's default models; ``("all",)``: every registered one."""
@@ -61,6 +62,9 @@ class RunRequest:
     save_checkpoints: bool = False
     reproducible: bool = False
     """The same numbers on any thread count (oneMKL strict mode; ``--reproducible``)."""
+    track: tuple[str, ...] = ()
+    """``--track``: observer plugins the run's events go to (``("tensorboard", "mlflow")``;
+    :mod:`harness.drive.observers`); they see the results, never change them."""
     quiet: bool = False
     command: str = ""
     """The command line that asked for the run, recorded in the manifest."""
@@ -81,7 +85,7 @@ class RunRequest:
         recipe = {k: v for k, v in options.items() if k not in own and k not in executor}
         if recipe:
             given["recipe"] = {**given.get("recipe", {}), **recipe}
-        for name in ("models", "samplers", "seeds"):
+        for name in ("models", "samplers", "seeds", "track"):
             if given.get(name) is not None and not isinstance(given[name], (str, bytes)):
                 try:
                     given[name] = tuple(given[name])

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # the specs are light: importing them must not import torch
-    from harness.plugin.contracts import ModelSpec, OptimizerSpec, SamplerSpec, ScheduleSpec
+    from harness.plugin.contracts import (ModelSpec, ObserverSpec, OptimizerSpec,
+                                          SamplerSpec, ScheduleSpec)
 
 PROJECT = "rnn_harness"
 """The pluggy project name, which is also the entry-point group of installed plugins."""
@@ -42,3 +43,9 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
 def register_schedules(register: Callable[[ScheduleSpec], None]) -> None:
     """Register learning-rate schedules: call ``register(ScheduleSpec(...))`` once per
     schedule."""
+
+
+@hookspec
+def register_observers(register: Callable[[ObserverSpec], None]) -> None:
+    """Register observers, which hear a run's events and export them (``--track NAME``):
+    call ``register(ObserverSpec(...))`` once per observer."""

@@ -22,7 +22,8 @@ import pluggy
 
 from harness.plugin import hookspecs
 from harness.plugin.hookspecs import PROJECT
-from harness.plugin.contracts import ModelSpec, OptimizerSpec, SamplerSpec, ScheduleSpec
+from harness.plugin.contracts import (ModelSpec, ObserverSpec, OptimizerSpec, SamplerSpec,
+                                      ScheduleSpec)
 from harness.plugin.registry import Catalog, PluginFailure, Provider, Registry
 from harness.version import DISTRIBUTION, __version__
 
@@ -34,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "harness_builtins.ngram",
     "harness_builtins.samplers",
     "harness_builtins.optim",
+    "harness_builtins.trackers",
 )
 
 
@@ -143,6 +145,7 @@ def _collect(pm: pluggy.PluginManager, name: str, provider: Provider, registry: 
         (pm.hook.register_samplers, registry.samplers, SamplerSpec),
         (pm.hook.register_optimizers, registry.optimizers, OptimizerSpec),
         (pm.hook.register_schedules, registry.schedules, ScheduleSpec),
+        (pm.hook.register_observers, registry.observers, ObserverSpec),
     ]
     for hook, catalog, expected in hooks:
         for impl in hook.get_hookimpls():

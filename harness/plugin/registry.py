@@ -1,5 +1,5 @@
-"""What the plugins registered: models, samplers, optimizers and learning-rate schedules by
-name, each with its provenance."""
+"""What the plugins registered: models, samplers, optimizers, learning-rate schedules and
+observers by name, each with its provenance."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from harness.plugin.contracts import ModelSpec, OptimizerSpec, SamplerSpec, ScheduleSpec
+from harness.plugin.contracts import (ModelSpec, ObserverSpec, OptimizerSpec, SamplerSpec,
+                                      ScheduleSpec)
 from harness.errors import ConfigError
 
 
@@ -33,12 +34,13 @@ class PluginFailure:
     error: str
 
 
-Spec = TypeVar("Spec", ModelSpec, SamplerSpec, OptimizerSpec, ScheduleSpec)
+Spec = TypeVar("Spec", ModelSpec, SamplerSpec, OptimizerSpec, ScheduleSpec, ObserverSpec)
 
 
 @dataclass
 class Catalog(Generic[Spec]):
-    """Specs of one kind (models, samplers, optimizers or schedules), unique by name."""
+    """Specs of one kind (models, samplers, optimizers, schedules or observers), unique by
+    name."""
 
     kind: str
     specs: dict[str, Spec] = field(default_factory=dict)
@@ -71,6 +73,7 @@ class Registry:
     samplers: Catalog[SamplerSpec] = field(default_factory=lambda: Catalog("sampler"))
     optimizers: Catalog[OptimizerSpec] = field(default_factory=lambda: Catalog("optimizer"))
     schedules: Catalog[ScheduleSpec] = field(default_factory=lambda: Catalog("schedule"))
+    observers: Catalog[ObserverSpec] = field(default_factory=lambda: Catalog("observer"))
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: list[Provider] = field(default_factory=list)
     loader: Callable[[], Registry] | None = field(default=None, repr=False, compare=False)
@@ -92,6 +95,11 @@ class Registry:
         """The learning-rate schedule called ``name``; an unknown name raises a ConfigError
         listing choices."""
         return self._lookup(self.schedules, name)
+
+    def observer(self, name: str) -> ObserverSpec:
+        """The observer called ``name`` (``--track``); an unknown name raises a ConfigError
+        listing choices."""
+        return self._lookup(self.observers, name)
 
     def _lookup(self, catalog: Catalog[Spec], name: str) -> Spec:
         if name in catalog.conflicts:

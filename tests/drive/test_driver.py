@@ -39,18 +39,9 @@ def test_combinations_do_not_depend_on_order(small_task: Path, tmp_path: Path) -
 
 def test_a_failing_model_is_recorded_and_the_rest_still_run(small_task: Path,
                                                             tmp_path: Path) -> None:
-    from harness import hookimpl
-    from harness.plugin.contracts import ModelSpec
+    from fake_plugins import BrokenModel
 
-    def broken(vocab_size, settings, device):
-        raise RuntimeError("no such layer")
-
-    class Broken:
-        @hookimpl
-        def register_models(self, register):
-            register(ModelSpec("broken", broken))
-
-    registry = load_registry(autoload=False, extra=[Broken()])
+    registry = load_registry(autoload=False, extra=[BrokenModel()])
     result = run(models=["broken", "scratch"], samplers=["sequential"], task=str(small_task),
                  output_dir=tmp_path, quiet=True, registry=registry, epochs=1)
     assert result.status == "partial"

@@ -11,8 +11,8 @@ HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
 
 
 def test_every_hook_has_a_docstring_and_an_empty_body() -> None:
-    assert HOOKS == ["register_models", "register_optimizers", "register_samplers",
-                     "register_schedules"]
+    assert HOOKS == ["register_models", "register_observers", "register_optimizers",
+                     "register_samplers", "register_schedules"]
     for name in HOOKS:
         fn = getattr(hookspecs, name)
         assert fn.__doc__ and fn(register=lambda spec: None) is None

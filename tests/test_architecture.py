@@ -1,5 +1,6 @@
-"""The shape ARCHITECTURE.md promises: stages on disk, imports that point one way only, no
-import cycle, small modules, plugins sealed off from the internals, a light front door."""
+"""The shape docs/explanation/architecture.md promises: stages on disk, imports that point
+one way only, no import cycle, small modules, plugins sealed off from the internals, a light
+front door."""
 
 from __future__ import annotations
 

@@ -112,11 +112,13 @@ def _efficiency_cells(shown: pd.DataFrame, summary: pd.DataFrame) -> None:
 
 
 def _significant(mean: float, std: float) -> str:
-    """``12.3 ± 0.41``, to 3 and 2 significant digits (a small model's share of a peak
-    may be 0.008 %); only the mean when the spread is undefined; '' when both are."""
+    """``12.3 ± 0.4``: one decimal, or 3 significant digits below 1 (a small model's share
+    of a peak may be 0.00812 %), the spread to the same decimals; only the mean when the
+    spread is undefined; '' when both are."""
     if mean is None or math.isnan(mean):
         return ""
-    return f"{mean:.3g}" + ("" if std is None or math.isnan(std) else f" ± {std:.2g}")
+    digits = 2 - math.floor(math.log10(abs(mean))) if 0 < abs(mean) < 1 else 1
+    return mean_std(mean, std, digits)
 
 
 def format_summary(summary: pd.DataFrame, fmt: str = "markdown",

@@ -118,9 +118,9 @@ def test_the_report_shows_flops_and_percent_of_the_matching_peak(tmp_path: Path)
     cells = dict(zip(columns, summary_row(text, "scratch")))
     # 5e5 FLOPs/token x mean(1000, 3000) tokens/s = 1e9 FLOP/s, of a 1e10 peak (fp32, 2)
     assert cells["FLOPs/token"] == "500000" and cells["FLOP/s"] == "1 G"
-    assert cells["% of peak"] == "10 ± 7.1"  # 5 % and 15 %: sample std 7.07
+    assert cells["% of peak"] == "10.0 ± 7.1"  # 5 % and 15 %: sample std 7.07
     gru = dict(zip(columns, summary_row(text, "gru")))
-    assert gru["FLOP/s"] == "200 M" and gru["% of peak"] == "0.5"  # of the bf16 peak
+    assert gru["FLOP/s"] == "200 M" and gru["% of peak"] == "0.500"  # of the bf16 peak
     nnrnn = dict(zip(columns, summary_row(text, "nnrnn")))
     assert nnrnn["FLOP/s"] == "1 G" and nnrnn["% of peak"] == ""  # none on 4 threads
     results = section(text, "## Results")
@@ -196,4 +196,4 @@ def test_a_held_out_report_has_the_efficiency_columns_too(tmp_path: Path) -> Non
     cells = dict(zip(header(text), summary_row(text, "lstm")))
     # 10 x 5000 params FLOPs/token x 500 tokens/s = 2.5e7 FLOP/s, 25 % of 1e8
     assert cells["FLOPs/token"] == "50000" and cells["FLOP/s"] == "25 M"
-    assert cells["% of peak"] == "25 ± 0"
+    assert cells["% of peak"] == "25.0 ± 0.0"

@@ -143,12 +143,20 @@ def efficiency_notes(summary: pd.DataFrame, manifest: Manifest | None) -> list[s
         lines += [markdown_table(rows.astype(object)), ""]
     keys = [k for k in summary.columns if k in ("model", "sampler")
             or k.startswith(SETTING_PREFIX)]
+    above = [group_label(row, keys) for _, row in summary.iterrows()
+             if (row.get("percent_of_peak_mean") or 0) > 100]
+    if above:
+        lines += [f"**The peak was measured low**: {escape_markdown(', '.join(above))} "
+                  "reached more than 100 % of it, so the machine was busier when the peak "
+                  "was measured (at the start) than during training; its % of peak says "
+                  "little. Rerun on an idle machine.", ""]
     for _, row in summary.iterrows():
         if efficiency.flagged(row.get("tokens_per_sec_unreliable")):
             reasons = efficiency.unreliable_reasons(row.get("throughput_spread"),
                                                     row.get("max_load"), row.get("cpu_count"))
             lines.append(f"{efficiency.MARK} {escape_markdown(group_label(row, keys))}: "
-                         f"tokens/sec unreliable: {'; '.join(reasons)}.")
+                         f"tokens/sec (so its FLOP/s and % of peak) unreliable: "
+                         f"{'; '.join(reasons)}.")
             lines.append("")
     return lines
 

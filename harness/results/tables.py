@@ -99,16 +99,20 @@ def summary_display(summary: pd.DataFrame,
 def _efficiency_cells(shown: pd.DataFrame, summary: pd.DataFrame) -> None:
     """The tokens/sec cells marked unreliable (:mod:`harness.results.efficiency`), then
     FLOPs per token, achieved FLOP/s and % of peak where any group declared FLOPs."""
-    if "tokens_per_sec_unreliable" in summary:
-        shown["tokens_per_sec"] = [f"{cell} {MARK}" if cell and flagged(flag) else cell
-                                   for cell, flag in zip(shown["tokens_per_sec"],
-                                                         summary["tokens_per_sec_unreliable"])]
+    marks = (list(summary["tokens_per_sec_unreliable"])
+             if "tokens_per_sec_unreliable" in summary else [None] * len(summary))
+
+    def marked(cells: Sequence[str]) -> list[str]:  # FLOP/s and % of peak follow tokens/sec
+        return [f"{cell} {MARK}" if cell and flagged(flag) else cell
+                for cell, flag in zip(cells, marks)]
+
+    shown["tokens_per_sec"] = marked(shown["tokens_per_sec"])
     if "flops_per_token" not in summary or summary["flops_per_token"].isna().all():
         return
     shown["FLOPs/token"] = [count_text([v]) for v in summary["flops_per_token"]]
-    shown["FLOP/s"] = [si(v) for v in summary["flops_per_sec_mean"]]
-    shown["% of peak"] = [_significant(m, s) for m, s in zip(summary["percent_of_peak_mean"],
-                                                             summary["percent_of_peak_std"])]
+    shown["FLOP/s"] = marked([si(v) for v in summary["flops_per_sec_mean"]])
+    shown["% of peak"] = marked([_significant(m, s) for m, s in zip(
+        summary["percent_of_peak_mean"], summary["percent_of_peak_std"])])
 
 
 def _significant(mean: float, std: float) -> str:

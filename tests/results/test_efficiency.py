@@ -70,7 +70,8 @@ def test_a_record_s_peak_matches_precision_and_threads_a_gpu_s_published_first()
     assert matching_peak(gpu[:1], precision="fp32", threads=16) is gpu[0]
 
 
-def make_run(tmp_path: Path, *, peak: bool = True, measured: bool = True) -> RunStore:
+def make_run(tmp_path: Path, *, peak: bool = True, measured: bool = True,
+             peak_rate: float = PEAK["flops_per_sec"]) -> RunStore:
     """A d2l-task run: scratch (2 seeds on 2 threads, one on a noisy machine), nnrnn on
     4 threads (no peak measured for it), gru in bf16 (its --set point); ``peak``: the
     manifest has peaks (older ones do not); ``measured``: the records have FLOPs/token and
@@ -80,7 +81,8 @@ def make_run(tmp_path: Path, *, peak: bool = True, measured: bool = True) -> Run
                              "samplers": ["random"], "seeds": [0, 1],
                              "recipe": {"precision": "fp32"}, "corpus": {"sha1": "abc"}}}
     if peak:
-        manifest["peak"] = [PEAK, {**PEAK, "precision": "bf16", "flops_per_sec": 4e10}]
+        manifest["peak"] = [{**PEAK, "flops_per_sec": peak_rate},
+                            {**PEAK, "precision": "bf16", "flops_per_sec": 4e10}]
     store = RunStore.create(tmp_path, Manifest.from_json(manifest))
 
     def record(model: str, seed: int, threads: int, rate: float, spread: float, load: float,
@@ -117,12 +119,12 @@ def test_the_report_shows_flops_and_percent_of_the_matching_peak(tmp_path: Path)
                                                                  "% of peak"]
     cells = dict(zip(columns, summary_row(text, "scratch")))
     # 5e5 FLOPs/token x mean(1000, 3000) tokens/s = 1e9 FLOP/s, of a 1e10 peak (fp32, 2)
-    assert cells["FLOPs/token"] == "500000" and cells["FLOP/s"] == "1 G"
-    assert cells["% of peak"] == "10.0 ± 7.1"  # 5 % and 15 %: sample std 7.07
+    assert cells["FLOPs/token"] == "500000" and cells["FLOP/s"] == "1 G †"
+    assert cells["% of peak"] == "10.0 ± 7.1 †"  # 5 % and 15 %: sample std 7.07; noisy
     gru = dict(zip(columns, summary_row(text, "gru")))
     assert gru["FLOP/s"] == "200 M" and gru["% of peak"] == "0.500"  # of the bf16 peak
     nnrnn = dict(zip(columns, summary_row(text, "nnrnn")))
-    assert nnrnn["FLOP/s"] == "1 G" and nnrnn["% of peak"] == ""  # none on 4 threads
+    assert nnrnn["FLOP/s"] == "1 G †" and nnrnn["% of peak"] == ""  # none on 4 threads
     results = section(text, "## Results")
     assert "| Test CPU " in results and "| 10 G " in results and "best of 5 samples" in results
     assert "| load then " in results and "| 0.50 " in results
@@ -136,9 +138,9 @@ def test_noisy_throughput_is_marked_with_a_footnote_saying_why(tmp_path: Path) -
     assert rows["nnrnn"]["tokens_per_sec"] == "2000 †"
     assert rows["gru"]["tokens_per_sec"] == "400"
     results = section(text, "## Results")
-    assert ("† scratch / random: tokens/sec unreliable: its interval throughputs spread "
+    assert ("† scratch / random: tokens/sec (so its FLOP/s and % of peak) unreliable: its interval throughputs spread "
             "2.00x") in results
-    assert ("† nnrnn / random: tokens/sec unreliable: the 1-minute load average reached "
+    assert ("† nnrnn / random: tokens/sec (so its FLOP/s and % of peak) unreliable: the 1-minute load average reached "
             "2.60 on 2 cores") in results
     assert "† gru" not in results
     per_seed = results.split("### Per seed")[1]
@@ -168,7 +170,7 @@ def test_csv_and_json_have_the_efficiency_as_numbers_and_a_boolean(tmp_path: Pat
 def test_an_old_run_without_a_peak_still_reports_with_percent_blank(tmp_path: Path) -> None:
     text = render_report(make_run(tmp_path / "a", peak=False))
     cells = dict(zip(header(text), summary_row(text, "scratch")))
-    assert cells["FLOP/s"] == "1 G" and cells["% of peak"] == ""
+    assert cells["FLOP/s"] == "1 G †" and cells["% of peak"] == ""
     assert "which this run did not measure" in section(text, "## Results")
     summary = summarize_runs(load_run(make_run(tmp_path / "b", peak=False).path)
                              .drop(columns="run_id"))
@@ -197,3 +199,11 @@ def test_a_held_out_report_has_the_efficiency_columns_too(tmp_path: Path) -> Non
     # 10 x 5000 params FLOPs/token x 500 tokens/s = 2.5e7 FLOP/s, 25 % of 1e8
     assert cells["FLOPs/token"] == "50000" and cells["FLOP/s"] == "25 M"
     assert cells["% of peak"] == "25.0 ± 0.0"
+
+
+def test_a_group_above_its_peak_says_the_peak_was_measured_low(tmp_path: Path) -> None:
+    # scratch's seeds reach 5e8 and 1.5e9 FLOP/s: 100 % and 300 % of a 5e8 peak
+    results = section(render_report(make_run(tmp_path / "low", peak_rate=5e8)), "## Results")
+    assert "**The peak was measured low**: scratch / random reached more than 100 %" in results
+    normal = section(render_report(make_run(tmp_path / "ok")), "## Results")
+    assert "measured low" not in normal

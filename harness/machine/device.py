@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -62,3 +63,10 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def precision_autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """The autocast a forward pass in ``precision`` runs under, the same for training, the
+    plan-time probe and the thread check: ``bf16`` is bfloat16 matrix products with fp32
+    weights (autocast), ``fp32`` is autocast off."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

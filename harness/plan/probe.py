@@ -7,7 +7,7 @@ avx512_bf16 is the common case: oneDNN has no bf16 LSTM there, so ``--precision 
 builds each model of the plan at its real settings on the real device and takes one
 forward and backward pass over a tiny minibatch (:data:`PROBE_ROWS` rows of at most
 :data:`PROBE_STEPS` of the recipe's ``num_steps``; the meta dry run has checked the full
-shape), under the same autocast as the trainer (:func:`harness.train.trainer.train`).
+shape), under the trainer's autocast (:func:`harness.machine.device.precision_autocast`).
 
 A failure refuses the run with one line naming model, precision, device and the reason,
 when the device or precision is to blame: the same model passes the probe in fp32 on the
@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from harness.errors import ConfigError
-from harness.machine.device import device_name, synchronize
+from harness.machine.device import device_name, precision_autocast, synchronize
 from harness.machine.provenance import bf16_support_text, cpu_flags, native_bf16
 from harness.plan.plan import Plan
 from harness.plugin.contracts import ModelSettings, ModelSpec, next_state
@@ -41,12 +41,6 @@ PROBE_STEPS = 8
 
 REFERENCE_PRECISION = "fp32"
 CPU = torch.device("cpu")
-
-
-def autocast(device: torch.device, precision: str) -> Any:
-    """The autocast context the trainer runs a forward pass in: bf16 matrix products with
-    fp32 weights for ``bf16``, nothing for ``fp32``."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def probe_model(spec: ModelSpec, *, vocab_size: int, settings: ModelSettings,
@@ -65,7 +59,7 @@ def probe_model(spec: ModelSpec, *, vocab_size: int, settings: ModelSettings,
         tokens = tokens.reshape(rows, num_steps + 1)
         X, Y = tokens[:, :-1].contiguous(), tokens[:, 1:]  # as a sampler gives them
         state = next_state(model, None, carries=False, batch_size=rows, device=device)
-        with autocast(device, precision):
+        with precision_autocast(device, precision):
             logits, _ = model(X, state)
         loss = F.cross_entropy(logits.float(), Y.T.reshape(-1))
         if loss.requires_grad:

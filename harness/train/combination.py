@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from harness.results.checkpoints import encode_weights
-from harness.machine.device import available_cores
+from harness.machine.device import available_cores, precision_autocast
 from harness.plan.plan import Combination, Plan
 from harness.plugin.registry import Registry
 from harness.machine.determinism import thread_dependent_parameters, warm_up_math
@@ -227,7 +227,7 @@ def thread_dependence(plan: Plan, combo: Combination, *, registry: Registry,
     generator = torch.Generator().manual_seed(combo.seed)
     X, Y = (torch.randint(0, vocab_size, (recipe.batch_size, recipe.num_steps),
                           generator=generator) for _ in range(2))
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
+    with precision_autocast(torch.device("cpu"), recipe.precision):
         return thread_dependent_parameters(model, X=X, Y=Y, threads=threads)
 
 

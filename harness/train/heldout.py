@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from harness.data.dataset import Dataset
-from harness.machine.device import synchronize
+from harness.machine.device import precision_autocast, synchronize
 from harness.machine.load import load_average
 from harness.metrics import BITS
 from harness.plan.recipe import Recipe
@@ -232,8 +232,7 @@ class _Run:
         """Train to the first budget reached; ``progress(tokens)`` after every step."""
         model, recipe, device = self.model, self.recipe, self.device
         params = [p for p in model.parameters() if p.requires_grad]
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                  enabled=recipe.precision == "bf16")
+        autocast = precision_autocast(device, recipe.precision)
         tokens = torch.as_tensor(self.data.train)
         next_eval = self.cadence
         model.train()

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from harness.plugin.contracts import LanguageModel, SamplerSpec, next_state
-from harness.machine.device import synchronize
+from harness.machine.device import precision_autocast, synchronize
 from harness.machine.load import load_average
 from harness.train.decoding import generate_text
 from harness.plan.recipe import Recipe
@@ -188,8 +188,7 @@ def train(
     bar = tqdm(range(recipe.epochs), desc=label, file=sys.stderr, leave=False,
                disable=True if quiet else None, dynamic_ncols=True)
     model.train()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=recipe.precision == "bf16")
+    autocast = precision_autocast(device, recipe.precision)
     tokens = torch.as_tensor(data.train)  # once, not per epoch
     for epoch in bar:
         if between_epochs is not None:

@@ -101,6 +101,13 @@ def flagged(value: Any) -> bool:
     return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
+def marked(cells: Sequence[str], flags: Sequence[Any]) -> list[str]:
+    """Text cells with :data:`MARK` added where their row's ``tokens_per_sec_unreliable``
+    is :func:`flagged`: tokens/sec, and the FLOP/s and % of peak made from it."""
+    return [f"{cell} {MARK}" if cell and flagged(flag) else cell
+            for cell, flag in zip(cells, flags)]
+
+
 def manifest_peaks(manifest: Manifest | None) -> list[Mapping[str, Any]]:
     """The peaks ``manifest`` stores (well-formed entries only; [] for older runs)."""
     peaks = manifest.extra.get(PEAK_KEY) if manifest is not None else None

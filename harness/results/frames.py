@@ -91,13 +91,15 @@ def format_table(frame: pd.DataFrame) -> str:
     no_flops = "flops_per_sec" not in shown or shown["flops_per_sec"].isna().all()
     shown = shown.drop(columns=[c for c in EFFICIENCY if c in shown
                                 and (c not in SHOWN_EFFICIENCY or no_flops)])
-    flags = [efficiency.flagged(v) for v in frame.get("tokens_per_sec_unreliable", ())]
-    if "tokens_per_sec" in shown and any(flags):
-        shown["tokens_per_sec"] = [
-            "" if pd.isna(v) else f"{v:.0f}{' ' + efficiency.MARK if flag else ''}"
-            for v, flag in zip(shown["tokens_per_sec"], flags)]
+    flags = list(frame.get("tokens_per_sec_unreliable", [None] * len(frame)))
+    if any(efficiency.flagged(f) for f in flags):  # tokens/sec and what is made from it
+        for column, text in (("tokens_per_sec", "{:.0f}"), ("percent_of_peak", "{:.3g}")):
+            if column in shown:
+                shown[column] = efficiency.marked(
+                    ["" if pd.isna(v) else text.format(v) for v in shown[column]], flags)
     if "flops_per_sec" in shown:
-        shown["flops_per_sec"] = [efficiency.si(v) or None for v in shown["flops_per_sec"]]
+        shown["flops_per_sec"] = [efficiency.marked([efficiency.si(v)], [f])[0] or None
+                                  for v, f in zip(shown["flops_per_sec"], flags)]
         shown = shown.astype({"flops_per_sec": object})
     formats = [FLOAT_FORMATS.get(column, "g") for column in shown.columns]
     return markdown_table(shown.rename(columns=SHOWN_EFFICIENCY), floatfmt=formats)

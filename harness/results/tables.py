@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from harness.metrics import D2L_NAMES, METRICS
-from harness.results.efficiency import MARK, flagged, si
+from harness.results.efficiency import marked, si
 from harness.results.options import FORMATS
 from harness.results.stats import group_columns
 from harness.results.store import to_json
@@ -99,20 +99,15 @@ def summary_display(summary: pd.DataFrame,
 def _efficiency_cells(shown: pd.DataFrame, summary: pd.DataFrame) -> None:
     """The tokens/sec cells marked unreliable (:mod:`harness.results.efficiency`), then
     FLOPs per token, achieved FLOP/s and % of peak where any group declared FLOPs."""
-    marks = (list(summary["tokens_per_sec_unreliable"])
+    flags = (list(summary["tokens_per_sec_unreliable"])
              if "tokens_per_sec_unreliable" in summary else [None] * len(summary))
-
-    def marked(cells: Sequence[str]) -> list[str]:  # FLOP/s and % of peak follow tokens/sec
-        return [f"{cell} {MARK}" if cell and flagged(flag) else cell
-                for cell, flag in zip(cells, marks)]
-
-    shown["tokens_per_sec"] = marked(shown["tokens_per_sec"])
+    shown["tokens_per_sec"] = marked(shown["tokens_per_sec"], flags)
     if "flops_per_token" not in summary or summary["flops_per_token"].isna().all():
         return
     shown["FLOPs/token"] = [count_text([v]) for v in summary["flops_per_token"]]
-    shown["FLOP/s"] = marked([si(v) for v in summary["flops_per_sec_mean"]])
+    shown["FLOP/s"] = marked([si(v) for v in summary["flops_per_sec_mean"]], flags)
     shown["% of peak"] = marked([_significant(m, s) for m, s in zip(
-        summary["percent_of_peak_mean"], summary["percent_of_peak_std"])])
+        summary["percent_of_peak_mean"], summary["percent_of_peak_std"])], flags)
 
 
 def _significant(mean: float, std: float) -> str:

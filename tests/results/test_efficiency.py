@@ -145,6 +145,8 @@ def test_noisy_throughput_is_marked_with_a_footnote_saying_why(tmp_path: Path) -
     assert "† gru" not in results
     per_seed = results.split("### Per seed")[1]
     assert "| 3000 † " in per_seed and "| 1000 " in per_seed and "| FLOP/s " in per_seed
+    # the seed's FLOP/s and % of peak come from its tokens/sec, and carry its mark
+    assert "| 1.5 G † " in per_seed and "| 15 † " in per_seed and "| 500 M " in per_seed
 
 
 def test_csv_and_json_have_the_efficiency_as_numbers_and_a_boolean(tmp_path: Path) -> None:
